@@ -1,0 +1,241 @@
+"""The AST of the .ns language: frozen dataclasses, one per construct.
+
+Spans and comments never take part in equality of expressions; comments do take part in
+equality of statements and declarations, so that `parse(unparse(ast)) == ast` covers them.
+The language's fixed vocabularies and bounds live here too, as facts of the language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from nscompile.errors import Span
+
+# --- vocabularies and bounds -------------------------------------------------------------
+
+#: The input symbol of every neuron.
+INPUT_NAME = "x"
+#: Names that denote the learnable per-unit bias.
+BIAS_NAMES = ("b", "bias")
+#: Elementwise functions of one argument (see `ops.py` for their meaning).
+ELEMENTWISE = ("abs", "cos", "exp", "relu", "sigmoid", "sin", "tanh")
+#: The CP interaction term `cp(x, k)`.
+CP_NAME = "cp"
+#: Activations a dense layer may apply after its aggregation.
+ACTIVATIONS = ("gelu", "identity", "relu", "sigmoid", "silu", "tanh")
+#: Task kinds of a network.
+TASKS = ("classification", "regression")
+
+#: Largest power `x**k` and largest CP order `cp(x, k)`.
+MAX_ORDER = 9
+#: Largest CP rank.
+MAX_RANK = 4096
+#: Largest layer width (input or dense).
+MAX_WIDTH = 1_000_000
+#: Largest number of classes of a classification head.
+MAX_CLASSES = 1_000_000
+
+
+def _span() -> Span | None:
+    return field(default=None, compare=False, repr=False)  # type: ignore[return-value]
+
+
+# --- expressions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric constant, e.g. `0.5`."""
+
+    value: float
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Name:
+    """A bare name: the input `x`, the bias `b`/`bias`, or an error."""
+
+    name: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Inner:
+    """An inner product `<weight, arg>`: `arg` applied elementwise, then a learnable linear map."""
+
+    weight: str
+    arg: Expr
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Call:
+    """A function call: an elementwise function `sin(e)` or the CP term `cp(x, k)`."""
+
+    func: str
+    args: tuple[Expr, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class BinOp:
+    """`left op right` with op one of `+`, `-`, `*` (`*` is elementwise)."""
+
+    op: str
+    left: Expr
+    right: Expr
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Neg:
+    """Unary minus."""
+
+    operand: Expr
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Pow:
+    """`base ** exponent`; the checker requires a positive integer exponent."""
+
+    base: Expr
+    exponent: float
+    span: Span | None = _span()
+
+
+Expr = Union[Number, Name, Inner, Call, BinOp, Neg, Pow]
+
+# --- statements and declarations ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comments:
+    """Comments attached to a line: whole-line comments above it and one at its end."""
+
+    leading: tuple[str, ...] = ()
+    trailing: str | None = None
+
+
+NO_COMMENTS = Comments()
+
+
+@dataclass(frozen=True)
+class Rank:
+    """`rank R`: the CP rank of the neuron's `cp` terms."""
+
+    rank: int
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Assign:
+    """`y = expr`: the aggregation function."""
+
+    target: str
+    expr: Expr
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Input:
+    """`input D`: the network's input width."""
+
+    width: int
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Dense:
+    """`dense O [neuron] [activation]`: a layer of O units; no neuron means a plain linear map."""
+
+    width: int
+    neuron: str | None = None
+    activation: str | None = None
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Task:
+    """`task regression` or `task classification [C]`."""
+
+    kind: str
+    classes: int | None = None
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+NeuronStmt = Union[Rank, Assign]
+NetworkStmt = Union[Input, Dense, Task]
+
+
+@dataclass(frozen=True)
+class Neuron:
+    """`neuron NAME { rank R  y = expr }`."""
+
+    name: str
+    body: tuple[NeuronStmt, ...]
+    comments: Comments = NO_COMMENTS
+    closing: tuple[str, ...] = ()
+    span: Span | None = _span()
+    name_span: Span | None = _span()
+
+    @property
+    def rank(self) -> int | None:
+        ranks = [s.rank for s in self.body if isinstance(s, Rank)]
+        return ranks[0] if ranks else None
+
+    @property
+    def assign(self) -> Assign | None:
+        assigns = [s for s in self.body if isinstance(s, Assign)]
+        return assigns[0] if assigns else None
+
+
+@dataclass(frozen=True)
+class Network:
+    """`network NAME { input D  dense ...  task ... }`."""
+
+    name: str
+    body: tuple[NetworkStmt, ...]
+    comments: Comments = NO_COMMENTS
+    closing: tuple[str, ...] = ()
+    span: Span | None = _span()
+    name_span: Span | None = _span()
+
+    @property
+    def input_width(self) -> int | None:
+        inputs = [s.width for s in self.body if isinstance(s, Input)]
+        return inputs[0] if inputs else None
+
+    @property
+    def layers(self) -> tuple[Dense, ...]:
+        return tuple(s for s in self.body if isinstance(s, Dense))
+
+    @property
+    def task(self) -> Task | None:
+        tasks = [s for s in self.body if isinstance(s, Task)]
+        return tasks[0] if tasks else None
+
+
+Decl = Union[Neuron, Network]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A whole .ns file: declarations in order, and the comments after the last one."""
+
+    decls: tuple[Decl, ...]
+    trailing: tuple[str, ...] = ()
+
+    @property
+    def neurons(self) -> dict[str, Neuron]:
+        return {d.name: d for d in self.decls if isinstance(d, Neuron)}
+
+    @property
+    def networks(self) -> dict[str, Network]:
+        return {d.name: d for d in self.decls if isinstance(d, Network)}
