@@ -56,21 +56,17 @@ def why_not_allowed(name: str) -> str | None:
 
 
 def class_name(name: str, suffix: str = "") -> str:
-    """`phoneme_net` -> `Phoneme_net` + suffix; keeps the spec name readable and collision-free.
-
-    Only the first letter changes, so two distinct spec names never map to the same class name
-    unless they differ only in the case of their first letter; `unique_class_names` handles that.
-    """
-    return name[:1].upper() + name[1:] + suffix
+    """`phoneme_net` -> `PhonemeNet`, plus suffix (`td` -> `TdLayer`)."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_")) + suffix
 
 
-def unique_class_names(names: list[str], suffix: str) -> dict[str, str]:
-    """Map each spec name to a distinct class name, deterministically (sorted order)."""
+def unique_class_names(names: list[str], suffixes: dict[str, str]) -> dict[str, str]:
+    """Map each spec name to a distinct class name, deterministically (in sorted order)."""
     taken: set[str] = set()
     result: dict[str, str] = {}
     for name in sorted(names):
-        candidate = class_name(name, suffix)
-        base, n = candidate, 2
+        base = class_name(name, suffixes.get(name, ""))
+        candidate, n = base, 2
         while candidate in taken or candidate in RESERVED:
             candidate, n = f"{base}{n}", n + 1
         taken.add(candidate)

@@ -1,0 +1,186 @@
+"""The IR: SymPy matrix expressions over one input matrix, plus parameters and assignments.
+
+A neuron layer maps `x` (batch x in_features) to (batch x out_features). Projections are matrix
+products `x * w.T`, products are `HadamardProduct`, powers `HadamardPower`, elementwise functions
+`ElementwiseApplyFunction` with a fixed dummy (so equal expressions compare equal). Two node
+types are our own: `HStack` (matrices side by side) and `ColumnSlice` (a run of columns), which
+projection fusion introduces. Nothing is ever expanded into monomials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy import Basic, MatrixExpr, MatrixSymbol
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+from nscompile.errors import InternalError
+
+BATCH = sp.Symbol("batch", integer=True, positive=True)
+IN = sp.Symbol("in_features", integer=True, positive=True)
+OUT = sp.Symbol("out_features", integer=True, positive=True)
+#: Prefix of compiler temporaries; spec names cannot start with "_" (see naming.py).
+TEMP_PREFIX = "_t"
+_ARG = sp.Symbol("_e")
+
+
+class HStack(MatrixExpr):
+    """Matrices with the same row count, side by side (`torch.cat(dim=1)`)."""
+
+    def __new__(cls, *mats: MatrixExpr) -> HStack:
+        return Basic.__new__(cls, *mats)
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (self.args[0].shape[0], sp.Add(*[m.shape[1] for m in self.args]))
+
+
+class VStack(MatrixExpr):
+    """Matrices with the same column count, one above the other (`torch.cat(dim=0)`)."""
+
+    def __new__(cls, *mats: MatrixExpr) -> VStack:
+        return Basic.__new__(cls, *mats)
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (sp.Add(*[m.shape[0] for m in self.args]), self.args[0].shape[1])
+
+
+class ColumnSlice(MatrixExpr):
+    """Columns `start:stop` of a matrix."""
+
+    def __new__(cls, mat: MatrixExpr, start: sp.Expr | int, stop: sp.Expr | int) -> ColumnSlice:
+        return Basic.__new__(cls, mat, sp.sympify(start), sp.sympify(stop))
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (self.args[0].shape[0], self.args[2] - self.args[1])
+
+
+def elementwise(name: str, arg: MatrixExpr) -> MatrixExpr:
+    """`name` applied elementwise to `arg`, with a fixed dummy so that equal calls are equal."""
+    return ElementwiseApplyFunction(sp.Lambda(_ARG, sp.Function(name)(_ARG)), arg)
+
+
+def function_name(node: ElementwiseApplyFunction) -> str:
+    """The name of the function an `ElementwiseApplyFunction` applies."""
+    return str(node.function.expr.func)
+
+
+@dataclass(frozen=True)
+class Init:
+    """Normal initialisation with std = scale / sqrt(second_moment * fan_in); zeros if scale is 0."""
+
+    fan_in: sp.Expr
+    second_moment: float = 1.0
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Param:
+    """A learnable tensor; `shape` is the tensor's shape, `symbol` its matrix in the IR."""
+
+    name: str
+    shape: tuple[sp.Expr, ...]
+    init: Init
+    role: str  # "weight" (out x in, used transposed), "factor", "output", "bias"
+
+    @property
+    def symbol(self) -> MatrixSymbol:
+        rows, cols = (1, self.shape[0]) if len(self.shape) == 1 else self.shape
+        return MatrixSymbol(self.name, rows, cols)
+
+
+@dataclass(frozen=True)
+class NeuronIR:
+    """One neuron layer: parameters, assignments in order, and the output expression."""
+
+    name: str
+    formula: str
+    rank: int | None
+    params: tuple[Param, ...]
+    assignments: tuple[tuple[MatrixSymbol, MatrixExpr], ...]
+    output: MatrixExpr
+    input: MatrixSymbol = field(default_factory=lambda: MatrixSymbol("x", BATCH, IN))
+
+    def verify(self) -> None:
+        """Check shapes, definitions before use and names; raise InternalError if broken."""
+        known = {self.input} | {p.symbol for p in self.params}
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise InternalError(f"{self.name}: duplicate parameter names {names}")
+        for target, expr in self.assignments:
+            _verify_expr(self.name, expr, known)
+            if target.shape != expr.shape:
+                raise InternalError(f"{self.name}: {target} has shape {target.shape}, not {expr.shape}")
+            if target in known:
+                raise InternalError(f"{self.name}: {target} assigned twice")
+            known.add(target)
+        _verify_expr(self.name, self.output, known)
+        if self.output.shape != (BATCH, OUT):
+            raise InternalError(f"{self.name}: output shape {self.output.shape}")
+
+    def dump(self) -> str:
+        """A stable text form: parameters, assignments and output, one per line."""
+        lines = [f"neuron {self.name}  # {self.formula}"]
+        for p in self.params:
+            shape = ", ".join(str(s) for s in p.shape)
+            init = p.init
+            lines.append(
+                f"  param {p.name}[{shape}] {p.role} "
+                f"init(fan_in={init.fan_in}, m2={init.second_moment:.6g}, scale={init.scale:.6g})"
+            )
+        for target, expr in self.assignments:
+            lines.append(f"  {target} = {sp.sstr(expr, order='lex')}")
+        lines.append(f"  return {sp.sstr(self.output, order='lex')}")
+        return "\n".join(lines)
+
+
+def _verify_expr(owner: str, expr: MatrixExpr, known: set[MatrixSymbol]) -> None:
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, MatrixSymbol) and node not in known:
+            raise InternalError(f"{owner}: {node} used before it is defined")
+    _ = expr.shape  # shape errors raise here
+
+
+@dataclass(frozen=True)
+class LayerIR:
+    """One dense layer of a network: a neuron layer, or a plain linear map when neuron is None."""
+
+    neuron: str | None
+    in_features: int
+    out_features: int
+    activation: str
+
+
+@dataclass(frozen=True)
+class NetworkIR:
+    """A network: its layers in order and its task."""
+
+    name: str
+    input_width: int
+    layers: tuple[LayerIR, ...]
+    task: str
+    classes: int | None
+    summary: str
+
+
+@dataclass(frozen=True)
+class ProgramIR:
+    """Everything compiled from one spec file."""
+
+    source_name: str
+    source_sha256: str
+    neurons: tuple[NeuronIR, ...]
+    networks: tuple[NetworkIR, ...]
+
+    def verify(self) -> None:
+        for neuron in self.neurons:
+            neuron.verify()
+
+    def dump(self) -> str:
+        parts = [n.dump() for n in self.neurons]
+        for net in self.networks:
+            parts.append(f"network {net.name}  # {net.summary}")
+        return "\n\n".join(parts) + "\n"

@@ -1,0 +1,224 @@
+"""Optimisation passes over the IR, each a pure `NeuronIR -> NeuronIR` function, run in order.
+
+`optimize` starts by inlining every assignment, so running it on its own output gives the
+same result (a test checks `optimize(optimize(ir)) == optimize(ir)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import sympy as sp
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixExpr, MatrixSymbol, OneMatrix
+from sympy import Transpose
+
+from nscompile.ir import TEMP_PREFIX, ColumnSlice, HStack, NeuronIR, ProgramIR, VStack
+
+Pass = Callable[[NeuronIR], NeuronIR]
+
+
+def _with_output(ir: NeuronIR, output: MatrixExpr) -> NeuronIR:
+    return dataclasses.replace(ir, output=output)
+
+
+def _bottom_up(expr: sp.Basic, rule: Callable[[sp.Basic], sp.Basic]) -> sp.Basic:
+    """Rebuild `expr` from its leaves, applying `rule` to every rebuilt node."""
+    if not expr.args or isinstance(expr, MatrixSymbol):
+        return rule(expr)
+    args = tuple(_bottom_up(a, rule) for a in expr.args)
+    node = expr.func(*args) if args != expr.args else expr
+    return rule(node)
+
+
+def inline(ir: NeuronIR) -> NeuronIR:
+    """Assignments `t = e; ... t ...` -> one output expression `... e ...`."""
+    output = ir.output
+    for target, expr in reversed(ir.assignments):
+        output = output.xreplace({target: expr})
+    return dataclasses.replace(ir, assignments=(), output=output)
+
+
+def canonicalise(ir: NeuronIR) -> NeuronIR:
+    """`a ⊙ a` -> `a**2`, `(a**j)**k` -> `a**(j*k)`, `a**1` -> `a`, nested sums and products flat."""
+
+    def rule(node: sp.Basic) -> sp.Basic:
+        if isinstance(node, HadamardProduct):
+            factors = _flatten(node, HadamardProduct)
+            if len(set(factors)) == 1:
+                return rule(HadamardPower(factors[0], len(factors)))
+            return HadamardProduct(*factors) if len(factors) != len(node.args) else node
+        if isinstance(node, HadamardPower):
+            base, k = node.base, int(node.exp)
+            if isinstance(base, HadamardPower):
+                return rule(HadamardPower(base.base, int(base.exp) * k))
+            return base if k == 1 else node
+        if isinstance(node, MatAdd):
+            terms = _flatten(node, MatAdd)
+            return MatAdd(*terms) if len(terms) != len(node.args) else node
+        return node
+
+    return _with_output(ir, _bottom_up(ir.output, rule))
+
+
+def power_chains(ir: NeuronIR) -> NeuronIR:
+    """`x**2 ... x**3` -> `x**2 ... x**2 ⊙ x`: each power reuses the next lower one present."""
+    powers: dict[sp.Basic, set[int]] = {}
+    for node in sp.preorder_traversal(ir.output):
+        if isinstance(node, HadamardPower):
+            powers.setdefault(node.base, set()).add(int(node.exp))
+
+    def power(base: sp.Basic, k: int) -> sp.Basic:
+        return base if k == 1 else HadamardPower(base, k)
+
+    def rule(node: sp.Basic) -> sp.Basic:
+        if not isinstance(node, HadamardPower):
+            return node
+        base, k = node.base, int(node.exp)
+        lower = [j for j in powers.get(base, ()) if j < k]
+        if not lower:
+            return node
+        j = max(lower)
+        if k - j == j:
+            return HadamardPower(power(base, j), 2)
+        return HadamardProduct(power(base, j), power(base, k - j))
+
+    return _with_output(ir, _bottom_up(ir.output, rule))
+
+
+def fuse_projections(ir: NeuronIR) -> NeuronIR:
+    """`a W1, a W2, ...` (same argument a) -> one `a [W1 | W2 | ...]` and a column slice each.
+
+    One GEMM instead of one per weight: every `<w, a>`, every CP factor `a U_m` of the
+    same argument `a` shares it.
+    """
+    params = {p.symbol for p in ir.params}
+    groups: dict[sp.Basic, list[sp.Basic]] = {}
+    for node in sp.preorder_traversal(ir.output):
+        split = _projection(node, params)
+        if split is not None and node not in groups.setdefault(split[0], []):
+            groups[split[0]].append(node)
+    mapping: dict[sp.Basic, sp.Basic] = {}
+    for arg, nodes in groups.items():
+        if len(nodes) < 2:
+            continue
+        weights = [_projection(n, params)[1] for n in nodes]  # type: ignore[index]
+        fused = MatMul(arg, HStack(*weights))
+        start: sp.Expr = sp.Integer(0)
+        for node, weight in zip(nodes, weights):
+            stop = start + weight.shape[1]
+            scalars = [a for a in node.args if not isinstance(a, MatrixExpr)]
+            piece = ColumnSlice(fused, start, stop)
+            mapping[node] = MatMul(*scalars, piece) if scalars else piece
+            start = stop
+    return _with_output(ir, ir.output.xreplace(mapping)) if mapping else ir
+
+
+def fuse_sums(ir: NeuronIR) -> NeuronIR:
+    """`a1 W1 + a2 W2 + ...` -> `[a1 | a2 | ...] [W1; W2; ...]`: one GEMM for a sum of maps.
+
+    This is how the output maps of several CP terms and the pure terms share one product.
+    """
+    params = {p.symbol for p in ir.params}
+
+    def rule(node: sp.Basic) -> sp.Basic:
+        if not isinstance(node, MatAdd):
+            return node
+        maps = [t for t in node.args if _projection(t, params) and not _scalars(t)]
+        if len(maps) < 2:
+            return node
+        parts = [_projection(t, params) for t in maps]
+        fused = MatMul(HStack(*[p[0] for p in parts]), VStack(*[p[1] for p in parts]))  # type: ignore[index]
+        rest = [t for t in node.args if t not in maps]
+        return MatAdd(fused, *rest) if rest else fused
+
+    return _with_output(ir, _bottom_up(ir.output, rule))
+
+
+def eliminate_common(ir: NeuronIR) -> NeuronIR:
+    """Shared subexpressions -> assignments to temporaries `_t0, _t1, ...` (`sympy.cse`)."""
+    taken = {str(t) for t, _ in ir.assignments}
+    names = (f"{TEMP_PREFIX}{i}" for i in _count() if f"{TEMP_PREFIX}{i}" not in taken)
+    replacements, (output,) = sp.cse(
+        [ir.output], symbols=(sp.Symbol(n) for n in names), order="canonical"
+    )
+    assignments = ir.assignments + tuple((t, e) for t, e in replacements)
+    return dataclasses.replace(ir, assignments=assignments, output=output)
+
+
+def remove_dead(ir: NeuronIR) -> NeuronIR:
+    """Drop assignments nothing uses; inline those that only rename or transpose a symbol."""
+    trivial = {t: e for t, e in ir.assignments if _is_trivial(e)}
+    assignments = [(t, e.xreplace(trivial)) for t, e in ir.assignments if t not in trivial]
+    output = ir.output.xreplace(trivial)
+    live = set(output.free_symbols) | set(output.atoms(MatrixSymbol))
+    kept = []
+    for target, expr in reversed(assignments):
+        if target in live:
+            kept.append((target, expr))
+            live |= expr.atoms(MatrixSymbol)
+    return dataclasses.replace(ir, assignments=tuple(reversed(kept)), output=output)
+
+
+PASSES: tuple[Pass, ...] = (
+    inline,
+    canonicalise,
+    power_chains,
+    fuse_projections,
+    fuse_sums,
+    eliminate_common,
+    remove_dead,
+)
+
+
+def optimize_neuron(ir: NeuronIR, passes: tuple[Pass, ...] = PASSES) -> NeuronIR:
+    for run in passes:
+        ir = run(ir)
+    return ir
+
+
+def optimize(program: ProgramIR, passes: tuple[Pass, ...] = PASSES) -> ProgramIR:
+    """Run every pass, in order, on every neuron."""
+    neurons = tuple(optimize_neuron(n, passes) for n in program.neurons)
+    return dataclasses.replace(program, neurons=neurons)
+
+
+def _flatten(node: sp.Basic, kind: type) -> list[sp.Basic]:
+    out: list[sp.Basic] = []
+    for arg in node.args:
+        out.extend(_flatten(arg, kind) if isinstance(arg, kind) else [arg])
+    return out
+
+
+def _scalars(node: sp.Basic) -> list[sp.Basic]:
+    return [a for a in node.args if not isinstance(a, MatrixExpr)]
+
+
+def _projection(node: sp.Basic, params: set[MatrixSymbol]) -> tuple[sp.Basic, sp.Basic] | None:
+    """`[c *] a * W` with W a parameter or its transpose -> (a, W); None for anything else."""
+    if not isinstance(node, MatMul):
+        return None
+    matrices = [a for a in node.args if isinstance(a, MatrixExpr)]
+    if len(matrices) < 2:
+        return None
+    weight = matrices[-1]
+    base = weight.arg if isinstance(weight, Transpose) else weight
+    if base not in params:
+        return None
+    if isinstance(matrices[0], OneMatrix):
+        return None  # a broadcast bias, not a projection
+    arg = matrices[0] if len(matrices) == 2 else MatMul(*matrices[:-1])
+    return arg, weight
+
+
+def _is_trivial(expr: sp.Basic) -> bool:
+    return isinstance(expr, MatrixSymbol) or (
+        isinstance(expr, Transpose) and isinstance(expr.arg, MatrixSymbol)
+    )
+
+
+def _count() -> Iterator[int]:
+    i = 0
+    while True:
+        yield i
+        i += 1

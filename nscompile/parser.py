@@ -1,0 +1,361 @@
+"""Text to AST: the only module that imports lark.
+
+`parse(text, file) -> Spec` runs the LALR parser over `grammar/ns.lark`, turns the tree into
+`syntax` dataclasses with spans, and attaches the comments the lexer collected to the nearest
+statement or declaration. Every lark error becomes one `SpecError`:
+
+    E001  unexpected token or character    E002  unexpected end of file
+    E003  unreadable source file           E004  a count that is not a whole number
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import lark
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
+from lark.lexer import PatternStr
+
+from nscompile import syntax as s
+from nscompile.errors import Span, SpecError
+from nscompile.resources import data_path
+
+#: Longest integer literal we convert; Python refuses int() of more than 4300 digits.
+MAX_DIGITS = 4000
+#: How regex terminals read in "expected one of: ..." hints.
+TERMINAL_WORDS = {"NAME": "a name", "NUMBER": "a number", "$END": "end of file"}
+
+
+class _CommentSink:
+    """Collects COMMENT tokens during one parse (lark calls it from the lexer)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[Token] = []
+
+    def __call__(self, token: Token) -> Token:
+        self.tokens.append(token)
+        return token
+
+
+_SINK = _CommentSink()
+_LOCK = threading.Lock()  # the cached parser shares one sink, so parses take turns
+
+
+@functools.cache
+def _parser() -> Lark:
+    grammar = data_path("grammar", "ns.lark").read_text(encoding="utf-8")
+    return Lark(
+        grammar,
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        lexer_callbacks={"COMMENT": _SINK},
+    )
+
+
+def parse(text: str, file: str = "<string>") -> s.Spec:
+    """Parse .ns source text.
+
+    Args:
+        text: the whole file.
+        file: the name that spans report.
+
+    Returns:
+        The Spec with spans and comments; not yet checked (see `check.check`).
+
+    Raises:
+        SpecError: E001, E002 or E004, at the offending token.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # lark counts lines by "\n" only
+    with _LOCK:
+        _SINK.tokens = []
+        try:
+            tree = _parser().parse(text)
+        except lark.exceptions.LarkError as err:
+            raise _syntax_error(err, text, file) from None
+        comment_tokens = list(_SINK.tokens)
+    to_ast = _ToAst(file)
+    try:
+        spec = to_ast.transform(tree)
+    except VisitError as err:  # lark wraps what a transformer method raises
+        if isinstance(err.orig_exc, SpecError):
+            raise err.orig_exc from None
+        raise
+    return _attach_comments(spec, to_ast.braces, comment_tokens)
+
+
+def read_source(path: str) -> str:
+    """Read a spec file as text.
+
+    Raises:
+        SpecError: E003 for a missing file, a directory, a binary or a non-UTF-8 file.
+    """
+    where = Path(path)
+    if where.is_dir():
+        raise SpecError("E003", f"'{path}' is a directory", None, "pass a .ns file")
+    try:
+        data = where.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("E003", f"no such file '{path}'", None, "check the path") from None
+    except OSError as err:
+        raise SpecError("E003", f"cannot read '{path}': {err.strerror}", None, None) from None
+    if b"\0" in data:
+        span = _byte_span(path, data, data.index(b"\0"))
+        raise SpecError("E003", "this is a binary file", span, "a spec is a UTF-8 text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        span = _byte_span(path, data, err.start)
+        hint = "save the file as UTF-8"
+        raise SpecError("E003", "the file is not valid UTF-8", span, hint) from None
+
+
+def _byte_span(path: str, data: bytes, offset: int) -> Span:
+    line = data.count(b"\n", 0, offset) + 1
+    col = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return Span.point(path, line, col)
+
+
+# --- lark errors to SpecError --------------------------------------------------------------
+
+
+def _syntax_error(err: Exception, text: str, file: str) -> SpecError:
+    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
+        return _end_of_file(err.token, err.accepts or err.expected, text, file)
+    if isinstance(err, UnexpectedEOF):
+        return _end_of_file(None, err.expected, text, file)
+    if isinstance(err, UnexpectedToken):
+        token = err.token
+        span = Span(file, token.line, token.column, token.end_line, token.end_column)
+        hint = _expected_hint(err.accepts or err.expected)
+        return SpecError("E001", f"unexpected {_show(str(token))}", span, hint)
+    if isinstance(err, UnexpectedCharacters):
+        char = text[err.pos_in_stream]
+        span = Span.point(file, err.line, err.column)
+        hint = _expected_hint(err.allowed or set())
+        return SpecError("E001", f"unexpected character {char!r}", span, hint)
+    return SpecError("E001", f"syntax error: {err}", Span.point(file, 1, 1), None)
+
+
+def _end_of_file(token: Token | None, expected: set[str], text: str, file: str) -> SpecError:
+    """E002 just after the last token (or at the end of the text when there is none)."""
+    if token is not None and token.end_line is not None:
+        span = Span.point(file, token.end_line, token.end_column)
+    else:
+        lines = text.split("\n")
+        span = Span.point(file, len(lines), len(lines[-1]) + 1)
+    return SpecError("E002", "unexpected end of file", span, _expected_hint(expected))
+
+
+def _expected_hint(names: set[str]) -> str | None:
+    """`{'RBRACE', 'PLUS'}` -> "expected one of: '+', '}'" (words for regex terminals last)."""
+    patterns = {t.name: t.pattern for t in _parser().terminals}
+    shown = []
+    for name in names:
+        pattern = patterns.get(name)
+        if isinstance(pattern, PatternStr):
+            shown.append((0, f"'{pattern.value}'"))
+        else:
+            shown.append((1, TERMINAL_WORDS.get(name, name.lower())))
+    words = [word for _, word in sorted(set(shown))]
+    if not words:
+        return None
+    return f"expected {words[0]}" if len(words) == 1 else f"expected one of: {', '.join(words)}"
+
+
+def _show(token_text: str) -> str:
+    short = token_text if len(token_text) <= 24 else token_text[:20] + "..."
+    return repr(short)
+
+
+# --- tree to AST ---------------------------------------------------------------------------
+
+
+def _span(file: str, where) -> Span:
+    """The span of a lark `Meta` or `Token` (both have 1-based, end-exclusive positions)."""
+    return Span(file, where.line, where.column, where.end_line, where.end_column)
+
+
+@v_args(meta=True, inline=True)
+class _ToAst(Transformer):
+    """Builds `syntax` nodes bottom-up; every node gets the span of its source text."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+        #: The `{` and `}` tokens of each declaration, in source order, for comment placement.
+        self.braces: list[tuple[Token, Token]] = []
+
+    def _at(self, meta) -> Span:
+        return _span(self.file, meta)
+
+    def _count(self, token: Token) -> int:
+        """A width, rank or class count: digits only, so `8.5` and `1e3` are refused here."""
+        text = str(token)
+        if not text.isdigit():
+            hint = "counts (ranks, widths, classes) are whole numbers like 8"
+            raise SpecError(
+                "E004", f"expected a whole number, got {_show(text)}", _span(self.file, token), hint
+            )
+        if len(text) > MAX_DIGITS:
+            raise SpecError(
+                "E004",
+                f"the number has {len(text)} digits",
+                _span(self.file, token),
+                "counts are at most a few million",
+            )
+        return int(text)
+
+    # declarations
+    def start(self, meta, *decls) -> s.Spec:
+        return s.Spec(tuple(decls))
+
+    def neuron(self, meta, name, lbrace, *rest) -> s.Neuron:
+        self.braces.append((lbrace, rest[-1]))
+        return s.Neuron(
+            str(name), tuple(rest[:-1]), span=self._at(meta), name_span=_span(self.file, name)
+        )
+
+    def network(self, meta, name, lbrace, *rest) -> s.Network:
+        self.braces.append((lbrace, rest[-1]))
+        return s.Network(
+            str(name), tuple(rest[:-1]), span=self._at(meta), name_span=_span(self.file, name)
+        )
+
+    # statements
+    def rank(self, meta, count) -> s.Rank:
+        return s.Rank(self._count(count), span=self._at(meta))
+
+    def assign(self, meta, target, expr) -> s.Assign:
+        return s.Assign(str(target), expr, span=self._at(meta))
+
+    def input(self, meta, width) -> s.Input:
+        return s.Input(self._count(width), span=self._at(meta))
+
+    def dense(self, meta, width) -> s.Dense:
+        return s.Dense(self._count(width), span=self._at(meta))
+
+    def dense_one(self, meta, width, name) -> s.Dense:
+        # One name is the activation when it is one, else the neuron.
+        if str(name) in s.ACTIVATIONS:
+            return s.Dense(self._count(width), activation=str(name), span=self._at(meta))
+        return s.Dense(self._count(width), neuron=str(name), span=self._at(meta))
+
+    def dense_two(self, meta, width, neuron, activation) -> s.Dense:
+        return s.Dense(self._count(width), str(neuron), str(activation), span=self._at(meta))
+
+    def task(self, meta, kind) -> s.Task:
+        return s.Task(str(kind), span=self._at(meta))
+
+    def task_count(self, meta, kind, classes) -> s.Task:
+        return s.Task(str(kind), self._count(classes), span=self._at(meta))
+
+    # expressions
+    def add(self, meta, left, right) -> s.BinOp:
+        return s.BinOp("+", left, right, span=self._at(meta))
+
+    def sub(self, meta, left, right) -> s.BinOp:
+        return s.BinOp("-", left, right, span=self._at(meta))
+
+    def mul(self, meta, left, right) -> s.BinOp:
+        return s.BinOp("*", left, right, span=self._at(meta))
+
+    def neg(self, meta, operand) -> s.Neg:
+        return s.Neg(operand, span=self._at(meta))
+
+    def pow(self, meta, base, exponent) -> s.Pow:
+        return s.Pow(base, exponent, span=self._at(meta))
+
+    def exponent(self, meta, number) -> float:
+        return float(number)
+
+    def neg_exponent(self, meta, number) -> float:
+        return -float(number)
+
+    def number(self, meta, number) -> s.Number:
+        return s.Number(float(number), span=self._at(meta))
+
+    def name(self, meta, name) -> s.Name:
+        return s.Name(str(name), span=self._at(meta))
+
+    def call(self, meta, func, *args) -> s.Call:
+        return s.Call(str(func), tuple(args), span=self._at(meta))
+
+    def inner(self, meta, weight, arg) -> s.Inner:
+        return s.Inner(str(weight), arg, span=self._at(meta))
+
+    def group(self, meta, expr):
+        return expr
+
+
+# --- comments ------------------------------------------------------------------------------
+#
+# Anchors are the places a comment can belong to, in source order: each declaration's header
+# (from `neuron` to `{`), each statement, each closing `}`. A comment at the end of an anchor's
+# last line trails it; a comment inside an anchor, or before one, leads it; a comment before
+# or just after a `}` closes that block; the rest trail the file.
+
+Position = tuple[int, int]
+Anchor = tuple[Position, Position, tuple[int, ...]]  # start, end, (decl,) or (decl, stmt)
+
+
+def _start(span: Span) -> Position:
+    return (span.line, span.col)
+
+
+def _end(span: Span) -> Position:
+    return (span.end_line, span.end_col)
+
+
+def _anchors(spec: s.Spec, braces: list[tuple[Token, Token]]) -> list[Anchor]:
+    anchors: list[Anchor] = []
+    for i, (decl, (lbrace, rbrace)) in enumerate(zip(spec.decls, braces)):
+        anchors.append((_start(decl.span), (lbrace.end_line, lbrace.end_column), (i,)))
+        anchors += [(_start(st.span), _end(st.span), (i, j)) for j, st in enumerate(decl.body)]
+        anchors.append(
+            ((rbrace.line, rbrace.column), (rbrace.end_line, rbrace.end_column), (i, -1))
+        )
+    return anchors
+
+
+def _place(anchors: list[Anchor], at: Position) -> tuple[str, tuple[int, ...]]:
+    """Where a comment at `at` goes: ("trailing" | "leading", anchor key), or ("file", ())."""
+    ending_here = [a for a in anchors if a[1][0] == at[0] and a[1] <= at]
+    if ending_here:
+        return "trailing", ending_here[-1][2]
+    for start, end, key in anchors:
+        if start < at < end or at < start:
+            return "leading", key
+    return "file", ()
+
+
+def _attach_comments(
+    spec: s.Spec, braces: list[tuple[Token, Token]], tokens: list[Token]
+) -> s.Spec:
+    anchors = _anchors(spec, braces)
+    leading: dict[tuple[int, ...], list[str]] = {}
+    trailing: dict[tuple[int, ...], str] = {}
+    file_trailing: list[str] = []
+    for token in tokens:
+        text = str(token).rstrip()
+        where, key = _place(anchors, (token.line, token.column))
+        if where == "file":
+            file_trailing.append(text)
+        elif where == "trailing" and key[-1] != -1:  # a `}` keeps its comments above it
+            trailing[key] = text
+        else:
+            leading.setdefault(key, []).append(text)
+
+    def comments(key: tuple[int, ...]) -> s.Comments:
+        return s.Comments(tuple(leading.get(key, ())), trailing.get(key))
+
+    decls = []
+    for i, decl in enumerate(spec.decls):
+        body = tuple(replace(st, comments=comments((i, j))) for j, st in enumerate(decl.body))
+        closing = tuple(leading.get((i, -1), ()))
+        decls.append(replace(decl, body=body, comments=comments((i,)), closing=closing))
+    return s.Spec(tuple(decls), tuple(file_trailing))
