@@ -10,14 +10,22 @@ from collections.abc import Callable
 
 import jinja2
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
-from sympy import Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from nscompile import __version__, ops
 from nscompile.errors import InternalError
-from nscompile.ir import TEMP_PREFIX, ColumnSlice, HStack, NetworkIR, NeuronIR, Param, ProgramIR
-from nscompile.ir import VStack, function_name
+from nscompile.ir import (
+    TEMP_PREFIX,
+    ColumnSlice,
+    HStack,
+    NetworkIR,
+    NeuronIR,
+    Param,
+    ProgramIR,
+    VStack,
+    function_name,
+)
 from nscompile.naming import unique_class_names
 from nscompile.resources import data_path
 
@@ -150,7 +158,9 @@ class TorchPrinter:
         scalar = sp.Mul(*[a for a in node.args if not isinstance(a, sp.MatrixExpr)])
         matrices = [a for a in node.args if isinstance(a, sp.MatrixExpr)]
         # OneMatrix(batch, 1) @ bias is the bias broadcast over the batch: print the bias.
-        while len(matrices) > 1 and isinstance(matrices[0], OneMatrix) and matrices[0].shape[1] == 1:
+        while (
+            len(matrices) > 1 and isinstance(matrices[0], OneMatrix) and matrices[0].shape[1] == 1
+        ):
             matrices = matrices[1:]
         if all(isinstance(m, OneMatrix) for m in matrices):
             return _number(scalar)

@@ -20,8 +20,18 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from nscompile import ops
 from nscompile.errors import InternalError
-from nscompile.ir import BATCH, IN, OUT, ColumnSlice, HStack, NetworkIR, NeuronIR, ProgramIR, VStack
-from nscompile.ir import function_name
+from nscompile.ir import (
+    BATCH,
+    IN,
+    OUT,
+    ColumnSlice,
+    HStack,
+    NetworkIR,
+    NeuronIR,
+    ProgramIR,
+    VStack,
+    function_name,
+)
 
 Env = dict[sp.Basic, np.ndarray]
 

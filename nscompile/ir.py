@@ -113,7 +113,9 @@ class NeuronIR:
         for target, expr in self.assignments:
             _verify_expr(self.name, expr, known)
             if target.shape != expr.shape:
-                raise InternalError(f"{self.name}: {target} has shape {target.shape}, not {expr.shape}")
+                raise InternalError(
+                    f"{self.name}: {target} has shape {target.shape}, not {expr.shape}"
+                )
             if target in known:
                 raise InternalError(f"{self.name}: {target} assigned twice")
             known.add(target)

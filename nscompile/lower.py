@@ -19,8 +19,18 @@ from sympy import HadamardPower, HadamardProduct, MatMul, MatrixExpr, OneMatrix
 
 from nscompile import ops, syntax
 from nscompile.errors import InternalError
-from nscompile.ir import BATCH, IN, OUT, Init, LayerIR, NetworkIR, NeuronIR, Param, ProgramIR
-from nscompile.ir import elementwise
+from nscompile.ir import (
+    BATCH,
+    IN,
+    OUT,
+    Init,
+    LayerIR,
+    NetworkIR,
+    NeuronIR,
+    Param,
+    ProgramIR,
+    elementwise,
+)
 from nscompile.naming import Namer
 from nscompile.unparse import unparse_expr
 

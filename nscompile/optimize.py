@@ -10,8 +10,16 @@ import dataclasses
 from collections.abc import Callable, Iterator
 
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixExpr, MatrixSymbol, OneMatrix
-from sympy import Transpose
+from sympy import (
+    HadamardPower,
+    HadamardProduct,
+    MatAdd,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    OneMatrix,
+    Transpose,
+)
 
 from nscompile.ir import TEMP_PREFIX, ColumnSlice, HStack, NeuronIR, ProgramIR, VStack
 

@@ -313,7 +313,7 @@ def _end(span: Span) -> Position:
 
 def _anchors(spec: s.Spec, braces: list[tuple[Token, Token]]) -> list[Anchor]:
     anchors: list[Anchor] = []
-    for i, (decl, (lbrace, rbrace)) in enumerate(zip(spec.decls, braces)):
+    for i, (decl, (lbrace, rbrace)) in enumerate(zip(spec.decls, braces, strict=True)):
         anchors.append((_start(decl.span), (lbrace.end_line, lbrace.end_column), (i,)))
         anchors += [(_start(st.span), _end(st.span), (i, j)) for j, st in enumerate(decl.body)]
         anchors.append(

@@ -1,0 +1,205 @@
+"""The command line: `nscompile SPEC -o model.py` and the subcommands check, fmt, ir, import-structure.
+
+Generated code goes to a file or stdout; diagnostics go to stderr. Exit codes: 0 ok, 1 a problem
+with the user's input (spec, data, stale file under --check), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from nscompile import __version__
+from nscompile.errors import SpecError
+from nscompile.files import write_atomic
+from nscompile.parser import read_source
+from nscompile.pipeline import compile_text, front_end, to_torch
+from nscompile.structure import load_structure, network_for, neuron_from_structure
+from nscompile.syntax import TASKS, Spec
+from nscompile.unparse import unparse
+
+OK, INPUT_ERROR, USAGE = 0, 1, 2
+
+
+class UserError(Exception):
+    """A problem with the user's input that is not about a spec's text (files, options)."""
+
+
+def _emit(text: str, output: str | None, check: bool) -> int:
+    """Write `text` to `output` (stdout when None), or with `check` compare it with the file."""
+    if check:
+        if output is None:
+            raise UserError("--check needs -o FILE: the file to compare with")
+        path = Path(output)
+        current = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if current == text:
+            return OK
+        diff = difflib.unified_diff(
+            current.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            f"{output} (on disk)",
+            f"{output} (generated)",
+        )
+        sys.stdout.writelines(diff)
+        reason = "is stale" if path.is_file() else "does not exist"
+        print(f"nscompile: {output} {reason}; regenerate it", file=sys.stderr)
+        return INPUT_ERROR
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            write_atomic(output, text)
+        except OSError as error:
+            raise UserError(f"cannot write {output}: {error.strerror or error}") from None
+    return OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    source = read_source(args.spec)
+    compiled = _compiled(source, args.spec)
+    return _emit(to_torch(compiled), args.output, args.check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    for path in args.specs:
+        spec = _front(read_source(path), path)
+        print(f"{path}: ok ({len(spec.neurons)} neuron(s), {len(spec.networks)} network(s))")
+    return OK
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    source = read_source(args.spec)
+    text = unparse(_front(source, args.spec))
+    if args.write:
+        if text != source:
+            _emit(text, args.spec, check=False)
+        return OK
+    if args.check:
+        return _emit(text, args.spec, check=True)
+    return _emit(text, None, check=False)
+
+
+def cmd_ir(args: argparse.Namespace) -> int:
+    source = read_source(args.spec)
+    compiled = _compiled(source, args.spec)
+    sys.stdout.write("# lowered\n" + compiled.lowered.dump())
+    sys.stdout.write("\n# optimised\n" + compiled.optimized.dump())
+    return OK
+
+
+def cmd_import_structure(args: argparse.Namespace) -> int:
+    text = read_source(args.structure)
+    structure = load_structure(args.structure, text)
+    note = f"Imported from the NeuronSeek structure {Path(args.structure).name}: {text.strip()}"
+    neuron = neuron_from_structure(structure, args.name, " ".join(note.split()))
+    decls: tuple = (neuron,)
+    if args.input is not None:
+        outputs = (
+            args.outputs
+            if args.outputs is not None
+            else (2 if args.task == "classification" else 1)
+        )
+        decls += (network_for(args.name, args.input, args.hidden, outputs, args.task),)
+    spec_text = unparse(Spec(decls))
+    front_end(spec_text, args.output or "<import>")  # the spec we write must be valid
+    return _emit(spec_text, args.output, check=False)
+
+
+def _front(source: str, path: str) -> Spec:
+    try:
+        return front_end(source, path)
+    except SpecError as error:
+        error.source = source  # type: ignore[attr-defined]
+        raise
+
+
+def _compiled(source: str, path: str):  # noqa: ANN202
+    try:
+        return compile_text(source, path)
+    except SpecError as error:
+        error.source = source  # type: ignore[attr-defined]
+        raise
+
+
+def _widths(text: str) -> list[int]:
+    try:
+        widths = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 64,32, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError("widths must be at least 1")
+    return widths
+
+
+def _compile_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nscompile",
+        description="Compile a neuron spec into a standalone PyTorch module.",
+        epilog="subcommands: check, fmt, ir, import-structure (nscompile SUBCOMMAND --help)",
+    )
+    parser.add_argument("spec", help="the .ns file")
+    parser.add_argument("-o", "--output", help="write the module here (default: stdout)")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 with a diff if -o FILE is stale"
+    )
+    parser.add_argument("--version", action="version", version=f"nscompile {__version__}")
+    parser.set_defaults(run=cmd_compile)
+    return parser
+
+
+def _subcommand_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nscompile")
+    sub = parser.add_subparsers(required=True)
+    check = sub.add_parser("check", help="check specs and report the first error of each")
+    check.add_argument("specs", nargs="+", metavar="SPEC")
+    check.set_defaults(run=cmd_check)
+    fmt = sub.add_parser("fmt", help="print the spec in canonical form, keeping every comment")
+    fmt.add_argument("spec")
+    mode = fmt.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 with a diff if not canonical")
+    mode.add_argument("-w", "--write", action="store_true", help="rewrite the file in place")
+    fmt.set_defaults(run=cmd_fmt)
+    ir = sub.add_parser("ir", help="print the IR before and after optimisation")
+    ir.add_argument("spec")
+    ir.set_defaults(run=cmd_ir)
+    imp = sub.add_parser("import-structure", help="turn a NeuronSeek structure JSON into a spec")
+    imp.add_argument("structure", metavar="FILE.json")
+    imp.add_argument("-o", "--output", help="write the spec here (default: stdout)")
+    imp.add_argument("--name", default="td", help="the neuron's name (default: td)")
+    imp.add_argument("--input", type=int, help="also write a network with this input width")
+    imp.add_argument("--hidden", type=_widths, default=[64, 32], help="hidden widths (64,32)")
+    imp.add_argument("--outputs", type=int, help="head width (default 1, or 2 to classify)")
+    imp.add_argument("--task", choices=TASKS, default="regression")
+    imp.set_defaults(run=cmd_import_structure)
+    return parser
+
+
+SUBCOMMANDS = ("check", "fmt", "ir", "import-structure")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in SUBCOMMANDS:
+        parser = _subcommand_parser()
+    else:
+        parser = _compile_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) and USAGE
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except SpecError as error:
+        print(error.render(getattr(error, "source", None)), file=sys.stderr)
+        return INPUT_ERROR
+    except UserError as error:
+        print(f"nscompile: error: {error}", file=sys.stderr)
+        return INPUT_ERROR
+    except KeyboardInterrupt:
+        print("nscompile: interrupted", file=sys.stderr)
+        return 130
