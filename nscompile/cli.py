@@ -1,4 +1,4 @@
-"""The command line: `nscompile SPEC -o model.py` and the subcommands check, fmt, ir, import-structure.
+"""The command line: `nscompile SPEC -o model.py`; subcommands check, fmt, ir, import-structure.
 
 Generated code goes to a file or stdout; diagnostics go to stderr. Exit codes: 0 ok, 1 a problem
 with the user's input (spec, data, stale file under --check), 2 usage.

@@ -70,7 +70,7 @@ def function_name(node: ElementwiseApplyFunction) -> str:
 
 @dataclass(frozen=True)
 class Init:
-    """Normal initialisation with std = scale / sqrt(second_moment * fan_in); zeros if scale is 0."""
+    """Normal init, std = scale / sqrt(second_moment * fan_in); zeros when scale is 0."""
 
     fan_in: sp.Expr
     second_moment: float = 1.0

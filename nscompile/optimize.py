@@ -48,7 +48,7 @@ def inline(ir: NeuronIR) -> NeuronIR:
 
 
 def canonicalise(ir: NeuronIR) -> NeuronIR:
-    """`a ⊙ a` -> `a**2`, `(a**j)**k` -> `a**(j*k)`, `a**1` -> `a`, nested sums and products flat."""
+    """`a ⊙ a` -> `a**2`, `(a**j)**k` -> `a**(j*k)`, `a**1` -> `a`; flat sums/products."""
 
     def rule(node: sp.Basic) -> sp.Basic:
         if isinstance(node, HadamardProduct):
@@ -113,7 +113,7 @@ def fuse_projections(ir: NeuronIR) -> NeuronIR:
         weights = [_projection(n, params)[1] for n in nodes]  # type: ignore[index]
         fused = MatMul(arg, HStack(*weights))
         start: sp.Expr = sp.Integer(0)
-        for node, weight in zip(nodes, weights):
+        for node, weight in zip(nodes, weights, strict=True):
             stop = start + weight.shape[1]
             scalars = [a for a in node.args if not isinstance(a, MatrixExpr)]
             piece = ColumnSlice(fused, start, stop)

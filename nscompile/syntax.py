@@ -8,7 +8,6 @@ The language's fixed vocabularies and bounds live here too, as facts of the lang
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from nscompile.errors import Span
 
@@ -105,7 +104,7 @@ class Pow:
     span: Span | None = _span()
 
 
-Expr = Union[Number, Name, Inner, Call, BinOp, Neg, Pow]
+Expr = Number | Name | Inner | Call | BinOp | Neg | Pow
 
 # --- statements and declarations ---------------------------------------------------------
 
@@ -170,8 +169,8 @@ class Task:
     span: Span | None = _span()
 
 
-NeuronStmt = Union[Rank, Assign]
-NetworkStmt = Union[Input, Dense, Task]
+NeuronStmt = Rank | Assign
+NetworkStmt = Input | Dense | Task
 
 
 @dataclass(frozen=True)
@@ -222,7 +221,7 @@ class Network:
         return tasks[0] if tasks else None
 
 
-Decl = Union[Neuron, Network]
+Decl = Neuron | Network
 
 
 @dataclass(frozen=True)
