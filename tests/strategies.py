@@ -13,6 +13,7 @@ about six terms, powers and cp orders up to 4, ranks up to 6, widths up to 8. Sp
 from __future__ import annotations
 
 import dataclasses
+import functools
 import string
 
 from hypothesis import strategies as st
@@ -36,6 +37,7 @@ comment_texts = st.text(string.ascii_letters + string.digits + " .,:;()'-_#=<>*+
 comments_ = st.builds(lambda t: ("#" + t).rstrip(), comment_texts)
 
 
+@functools.cache  # build each strategy once: Hypothesis validates new ones
 def comments() -> st.SearchStrategy[s.Comments]:
     """Usually none; otherwise up to two whole-line comments and maybe a trailing one."""
     some = st.builds(
@@ -47,6 +49,7 @@ def comments() -> st.SearchStrategy[s.Comments]:
 # --- expressions ---------------------------------------------------------------------------
 
 
+@functools.cache
 def input_exprs() -> st.SearchStrategy[s.Expr]:
     """Input-wide expressions: x, x**k, f(x), and one level of combinations of those."""
     base = st.one_of(
@@ -64,6 +67,7 @@ def input_exprs() -> st.SearchStrategy[s.Expr]:
     )
 
 
+@functools.cache
 def unit_terms(with_cp: bool) -> st.SearchStrategy[s.Expr]:
     """One unit-wide term; weights are placeholders, named later by `_name_weights`."""
     inner = st.builds(lambda e: s.Inner(PLACEHOLDER, e), input_exprs())
