@@ -177,6 +177,7 @@ def _leading_name_span(span: Span | None, name: str) -> Span | None:
 
 
 def _is_order(value: float) -> bool:
+    value = float(value)
     return math.isfinite(value) and value.is_integer() and 1 <= value <= s.MAX_ORDER
 
 

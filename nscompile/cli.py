@@ -28,7 +28,7 @@ class UserError(Exception):
     """A problem with the user's input that is not about a spec's text (files, options)."""
 
 
-def _emit(text: str, output: str | None, check: bool) -> int:
+def _emit(text: str, output: str | None, check: bool, fix: str = "regenerate it") -> int:
     """Write `text` to `output` (stdout when None), or with `check` compare it with the file."""
     if check:
         if output is None:
@@ -45,7 +45,7 @@ def _emit(text: str, output: str | None, check: bool) -> int:
         )
         sys.stdout.writelines(diff)
         reason = "is stale" if path.is_file() else "does not exist"
-        print(f"nscompile: {output} {reason}; regenerate it", file=sys.stderr)
+        print(f"nscompile: {output} {reason}; {fix}", file=sys.stderr)
         return INPUT_ERROR
     if output is None:
         sys.stdout.write(text)
@@ -78,7 +78,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             _emit(text, args.spec, check=False)
         return OK
     if args.check:
-        return _emit(text, args.spec, check=True)
+        return _emit(text, args.spec, check=True, fix=f"run `nscompile fmt -w {args.spec}`")
     return _emit(text, None, check=False)
 
 

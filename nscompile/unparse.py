@@ -75,9 +75,10 @@ STATEMENTS: dict[type, Callable] = {
 
 def format_number(value: float) -> str:
     """`2.0` -> `2`, `0.5` -> `0.5`, `1e-05` -> `1e-05` (Python's shortest round-trip form)."""
+    value = float(value)  # an int from a hand-built AST prints the same
     if value.is_integer() and abs(value) < 1e16:
         return str(int(value))
-    return repr(float(value))
+    return repr(value)
 
 
 def _expr(expr: s.Expr) -> tuple[str, int]:
