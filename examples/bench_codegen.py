@@ -2,7 +2,7 @@
 
 Run from anywhere, on the CPU:
 
-    python examples/bench_codegen.py            # full run (about a minute)
+    python examples/bench_codegen.py            # full run (about 15 s on 2 cores)
     python examples/bench_codegen.py --quick    # a few seconds, for the tests
 
 Part (a) times forward + backward of the `TdLayer` nscompile generates for
@@ -84,9 +84,7 @@ class UnfusedTdLayer(nn.Module):
             nn.ModuleList(nn.Linear(in_features, rank, bias=False) for _ in range(k))
             for k in CP_ORDERS
         )
-        self.cp_out = nn.ModuleList(
-            nn.Linear(rank, out_features, bias=False) for _ in CP_ORDERS
-        )
+        self.cp_out = nn.ModuleList(nn.Linear(rank, out_features, bias=False) for _ in CP_ORDERS)
         self.bias = nn.Parameter(torch.zeros(out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,7 +189,10 @@ def bench_layers(s: Settings) -> None:
     ratio = medians["unfused"] / medians["generated"]
     print()
     print(f"    {'layer':<28}{'ms / step':>12}{'rows / s':>14}")
-    for name, label in (("unfused", "unfused (nn.Linear per term)"), ("generated", "nscompile TdLayer")):
+    for name, label in (
+        ("unfused", "unfused (nn.Linear per term)"),
+        ("generated", "nscompile TdLayer"),
+    ):
         seconds = medians[name]
         print(f"    {label:<28}{seconds * 1e3:>12.3f}{s.batch / seconds:>14,.0f}")
     verdict = "meets" if ratio >= SPEEDUP_TARGET else "BELOW"
@@ -224,8 +225,10 @@ def time_cli(spec: Path, workdir: Path, runs: int) -> tuple[float, str]:
 def bench_cli(s: Settings) -> bool:
     """Print the compile-time table; return whether every spec compiled."""
     print()
-    print(f"(b) `python -m nscompile SPEC -o model.py`, wall time incl. interpreter start, "
-          f"median of {s.compile_runs}")
+    print(
+        "(b) `python -m nscompile SPEC -o model.py`, wall time incl. interpreter start, "
+        f"median of {s.compile_runs}"
+    )
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -241,7 +244,9 @@ def bench_cli(s: Settings) -> bool:
                 ok = False
                 status = f"FAILED ({error})"
             else:
-                status = "ok" if seconds < COMPILE_TARGET_S else f"over the {COMPILE_TARGET_S} s target"
+                status = (
+                    "ok" if seconds < COMPILE_TARGET_S else f"over the {COMPILE_TARGET_S} s target"
+                )
             print(f"    {label:<{width}}{seconds:>9.3f}  {status}")
     return ok
 
@@ -249,10 +254,15 @@ def bench_cli(s: Settings) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions, small batch")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, help="torch.set_num_threads (default: torch's; 1 under --quick)"
+    )
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # Under --quick the tests may share the cores with other work; one thread keeps OpenMP from
+    # spinning against it (oversubscribed runs can be 50x slower).
+    threads = args.threads or (1 if args.quick else None)
+    if threads:
+        torch.set_num_threads(threads)
     settings = QUICK if args.quick else FULL
     bench_layers(settings)
     return 0 if bench_cli(settings) else 1

@@ -30,7 +30,7 @@ ORDERS = f"a whole number from 1 to {s.MAX_ORDER}"
 ERRORS = {
     # declarations
     "E100": ("the spec declares no neuron or network",
-             "declare a neuron, e.g. 'neuron lin { y = <w, x> + b }'"),
+             "declare a neuron, e.g. 'neuron lin {{ y = <w, x> + b }}'"),
     "E101": ("'{name}' is declared twice", "the first '{name}' is on line {line}; rename one"),
     "E102": ("'{name}' cannot name a declaration", "{reason}"),
     "E103": ("neuron '{name}' is named like an activation",
@@ -164,7 +164,12 @@ def _check_neuron(neuron: s.Neuron) -> None:
             raise _error("E111", stmt.span)
         if stmt.target != "y":
             raise _error("E112", _leading_name_span(stmt.span, stmt.target), name=stmt.target)
-        if scope.kind(stmt.expr) != UNIT:
+        kind = scope.kind(stmt.expr)
+        if kind == INPUT:  # a function of x alone: suggest projecting it
+            raise _error(
+                "E133", stmt.expr.span, ERRORS["E131"][1].format(arg=unparse_expr(stmt.expr))
+            )
+        if kind == SCALAR:
             raise _error("E133", stmt.expr.span)
         seen_assign = True
     if not seen_assign:
@@ -350,7 +355,7 @@ def _check_network(network: s.Network, spec: s.Spec) -> None:
         raise _error("E140", body[0].span if body else network.name_span)
     layers = _Layers(network, spec)
     for stmt in body:
-        if layers.task is not None:
+        if layers.task is not None and not isinstance(stmt, s.Task):
             raise _error("E147", stmt.span)
         LAYERS[type(stmt)](layers, stmt)
     if layers.last_width is None:

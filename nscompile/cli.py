@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nscompile import __version__
-from nscompile.errors import SpecError
+from nscompile.errors import InputError, SpecError
 from nscompile.files import write_atomic
 from nscompile.parser import read_source
-from nscompile.pipeline import compile_text, front_end, to_torch
+from nscompile.pipeline import compile_text, front_end, select_network, to_onnx, to_torch
 from nscompile.structure import load_structure, network_for, neuron_from_structure
 from nscompile.syntax import TASKS, Spec
 from nscompile.unparse import unparse
@@ -60,7 +60,79 @@ def _emit(text: str, output: str | None, check: bool, fix: str = "regenerate it"
 def cmd_compile(args: argparse.Namespace) -> int:
     source = read_source(args.spec)
     compiled = _compiled(source, args.spec)
-    return _emit(to_torch(compiled), args.output, args.check)
+    torch_source = to_torch(compiled)
+    status = OK
+    if args.output is not None or args.onnx is None:
+        status = _emit(torch_source, args.output, args.check)
+    if args.onnx is not None:
+        from nscompile.weights import initial_state, load_state  # torch: only when asked for
+
+        network = select_network(compiled, args.network)
+        if args.weights is not None:
+            weights = load_state(args.weights)
+        else:
+            weights = initial_state(torch_source, network.name, args.seed)
+        model = to_onnx(compiled, network, weights).SerializeToString()
+        status = max(status, _emit_bytes(model, args.onnx, args.check))
+    return status
+
+
+def _emit_bytes(data: bytes, output: str, check: bool) -> int:
+    if check:
+        path = Path(output)
+        if path.is_file() and path.read_bytes() == data:
+            return OK
+        reason = "is stale" if path.is_file() else "does not exist"
+        print(f"nscompile: {output} {reason}; regenerate it", file=sys.stderr)
+        return INPUT_ERROR
+    try:
+        write_atomic(output, data)
+    except OSError as error:
+        raise UserError(f"cannot write {output}: {error.strerror or error}") from None
+    return OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nscompile.data import load_table
+    from nscompile.runtime import Session
+
+    session = Session(args.model, provider=args.provider, verbose=args.verbose)
+    table = load_table(args.data)
+    features = _features_for(table, session.input_width, args.target)
+    predictions = session.run(features)
+    print(
+        f"nscompile: {len(features)} rows of {args.data} through {args.model} on "
+        f"{session.device} ({', '.join(session.providers)})",
+        file=sys.stderr,
+    )
+    if session.metadata.get("nscompile.task") == "classification":
+        shifted = np.exp(predictions - predictions.max(axis=1, keepdims=True))
+        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        header = ["class"] + [f"prob_{i}" for i in range(probs.shape[1])]
+        rows = [[str(int(np.argmax(p)))] + [f"{v:.6g}" for v in p] for p in probs]
+    else:
+        width = predictions.shape[1]
+        header = ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
+        rows = [[f"{v:.7g}" for v in p] for p in predictions]
+    text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+    return _emit(text, args.output, check=False)
+
+
+def _features_for(table, width: int, target: str | None):  # noqa: ANN001, ANN202
+    """The model's input columns: all of them, or all but the target (the last by default)."""
+    columns = len(table.columns)
+    if target is not None:
+        return table.split(target)[0]
+    if columns == width:
+        return table.values
+    if columns == width + 1:
+        return table.split(None)[0]
+    raise InputError(
+        f"{table.name} has {columns} columns; the model takes {width} inputs",
+        hint="give exactly the input columns, or the inputs plus a target (--target NAME)",
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -138,13 +210,19 @@ def _compile_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nscompile",
         description="Compile a neuron spec into a standalone PyTorch module.",
-        epilog="subcommands: check, fmt, ir, import-structure (nscompile SUBCOMMAND --help)",
+        epilog="subcommands: check, fmt, ir, import-structure, run (nscompile SUBCOMMAND --help)",
     )
     parser.add_argument("spec", help="the .ns file")
     parser.add_argument("-o", "--output", help="write the module here (default: stdout)")
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 with a diff if -o FILE is stale"
     )
+    parser.add_argument("--onnx", metavar="MODEL.onnx", help="also write the network as ONNX")
+    parser.add_argument("--weights", help="state dict (torch.save) for the ONNX initializers")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the initial weights without --weights (0)"
+    )
+    parser.add_argument("--network", help="which network, when the spec has several")
     parser.add_argument("--version", action="version", version=f"nscompile {__version__}")
     parser.set_defaults(run=cmd_compile)
     return parser
@@ -174,10 +252,18 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     imp.add_argument("--outputs", type=int, help="head width (default 1, or 2 to classify)")
     imp.add_argument("--task", choices=TASKS, default="regression")
     imp.set_defaults(run=cmd_import_structure)
+    run = sub.add_parser("run", help="predict with an ONNX model on onnxruntime")
+    run.add_argument("model", metavar="MODEL.onnx")
+    run.add_argument("data", metavar="DATA", help="a CSV/Parquet file or sklearn:NAME")
+    run.add_argument("-o", "--output", help="predictions CSV (default: stdout)")
+    run.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument("--target", help="the data's target column, to leave out")
+    run.add_argument("--verbose", action="store_true", help="show onnxruntime's own messages")
+    run.set_defaults(run=cmd_run)
     return parser
 
 
-SUBCOMMANDS = ("check", "fmt", "ir", "import-structure")
+SUBCOMMANDS = ("check", "fmt", "ir", "import-structure", "run")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,6 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"nscompile: error: {error}", file=sys.stderr)
         return INPUT_ERROR
+    except InputError as error:
+        print(error.render(), file=sys.stderr)
+        return INPUT_ERROR
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (`| head`): not an error of ours
+        return OK
     except KeyboardInterrupt:
         print("nscompile: interrupted", file=sys.stderr)
         return 130

@@ -81,3 +81,18 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """Return a "did you mean 'x'?" hint for the closest candidate, or None."""
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+class InputError(Exception):
+    """A problem with the user's input that is not spec text: weights, data, model files.
+
+    The CLI prints `error: message` (and the hint) and exits 1.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        return f"error: {self.message}" + (f"\n = help: {self.hint}" if self.hint else "")

@@ -26,6 +26,17 @@ from nscompile.resources import data_path
 
 #: Longest integer literal we convert; Python refuses int() of more than 4300 digits.
 MAX_DIGITS = 4000
+#: Hints for characters the language does not use.
+CHARACTER_HINTS = {
+    '"': "the .ns language has no strings",
+    "'": "the .ns language has no strings",
+    ".": "names cannot contain '.'; decimals are written 0.5",
+    "/": "there is no division: scale by a constant, e.g. 0.5 * <w, x>",
+    "^": "powers are written x**2",
+    ";": "statements need no ';': put each on its own line",
+    "[": "group with parentheses ( )",
+    "]": "group with parentheses ( )",
+}
 #: How regex terminals read in "expected one of: ..." hints.
 TERMINAL_WORDS = {"NAME": "a name", "NUMBER": "a number", "$END": "end of file"}
 
@@ -134,9 +145,10 @@ def _syntax_error(err: Exception, text: str, file: str) -> SpecError:
         hint = _expected_hint(err.accepts or err.expected)
         return SpecError("E001", f"unexpected {_show(str(token))}", span, hint)
     if isinstance(err, UnexpectedCharacters):
+        # No "expected" list: the lexer's set is a merged LALR lookahead, often misleading.
         char = text[err.pos_in_stream]
         span = Span.point(file, err.line, err.column)
-        hint = _expected_hint(err.allowed or set())
+        hint = CHARACTER_HINTS.get(char, f"{char!r} is not part of the .ns language")
         return SpecError("E001", f"unexpected character {char!r}", span, hint)
     return SpecError("E001", f"syntax error: {err}", Span.point(file, 1, 1), None)
 
@@ -148,7 +160,10 @@ def _end_of_file(token: Token | None, expected: set[str], text: str, file: str) 
     else:
         lines = text.split("\n")
         span = Span.point(file, len(lines), len(lines[-1]) + 1)
-    return SpecError("E002", "unexpected end of file", span, _expected_hint(expected))
+    hint = _expected_hint(expected)
+    if "RBRACE" in expected:
+        hint = f"is a closing '}}' missing? ({hint})"
+    return SpecError("E002", "unexpected end of file", span, hint)
 
 
 def _expected_hint(names: set[str]) -> str | None:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import onnx
+
 from nscompile import syntax
 from nscompile.check import check
+from nscompile.emit_onnx import emit_onnx
 from nscompile.emit_torch import emit_torch
-from nscompile.ir import ProgramIR
+from nscompile.errors import InputError
+from nscompile.ir import NetworkIR, ProgramIR
 from nscompile.lower import lower_program
 from nscompile.optimize import optimize
 from nscompile.parser import parse, read_source
@@ -52,3 +58,27 @@ def compile_file(path: str) -> Compiled:
 def to_torch(compiled: Compiled) -> str:
     """The generated PyTorch module's source."""
     return emit_torch(compiled.optimized)
+
+
+def select_network(compiled: Compiled, name: str | None) -> NetworkIR:
+    """The network called `name`, or the only one; InputError when that is ambiguous."""
+    networks = {n.name: n for n in compiled.optimized.networks}
+    if name is None:
+        if len(networks) == 1:
+            return next(iter(networks.values()))
+        if not networks:
+            raise InputError("the spec declares no network", hint="add a `network NAME { ... }`")
+        raise InputError(
+            f"the spec declares {len(networks)} networks",
+            hint=f"choose one with --network: {sorted(networks)}",
+        )
+    if name not in networks:
+        raise InputError(f"the spec has no network '{name}'", hint=f"networks: {sorted(networks)}")
+    return networks[name]
+
+
+def to_onnx(
+    compiled: Compiled, network: NetworkIR, weights: Mapping[str, np.ndarray]
+) -> onnx.ModelProto:
+    """The ONNX model of `network`, with `weights` (a state dict as arrays) as initializers."""
+    return emit_onnx(compiled.optimized, network, weights)

@@ -40,9 +40,7 @@ comments_ = st.builds(lambda t: ("#" + t).rstrip(), comment_texts)
 @functools.cache  # build each strategy once: Hypothesis validates new ones
 def comments() -> st.SearchStrategy[s.Comments]:
     """Usually none; otherwise up to two whole-line comments and maybe a trailing one."""
-    some = st.builds(
-        s.Comments, st.lists(comments_, max_size=2).map(tuple), st.none() | comments_
-    )
+    some = st.builds(s.Comments, st.lists(comments_, max_size=2).map(tuple), st.none() | comments_)
     return st.one_of(st.just(s.NO_COMMENTS), st.just(s.NO_COMMENTS), some)
 
 

@@ -44,19 +44,23 @@ def run(command: list[str | Path], cwd: Path, env: dict[str, str] | None = None)
 
 
 def build_wheel(outdir: Path) -> Path:
-    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", outdir, ROOT], ROOT)
+    run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", outdir, ROOT], ROOT
+    )
     (wheel,) = outdir.glob("nscompile-*.whl")
     return wheel
 
 
 def make_venv(path: Path) -> Path:
     """A fresh venv that sees the running interpreter's packages but not the checkout."""
-    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", path], path.parent)
+    run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", path], path.parent
+    )
     python = path / "bin" / "python"
-    # --system-site-packages exposes the *base* interpreter's packages; when the tests themselves run
-    # in a venv, torch and sympy live in that venv. List its site directories as plain paths: unlike a
-    # site directory, a plain path's .pth files are not run, so an editable install of nscompile
-    # (which puts the checkout on sys.path) stays out.
+    # --system-site-packages exposes the *base* interpreter's packages; when the tests themselves
+    # run in a venv, torch and sympy live in that venv. List its site directories as plain paths:
+    # unlike a site directory's, a plain path's .pth files are not run, so an editable install of
+    # nscompile (which puts the checkout on sys.path) stays out.
     purelib = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], path)
     parents = [p for p in site.getsitepackages() if Path(p).is_dir()]
     Path(purelib.strip(), "_parent_env.pth").write_text("\n".join(parents) + "\n", encoding="utf-8")
@@ -77,7 +81,16 @@ def test_wheel_installs_and_compiles_outside_the_checkout(tmp_path: Path) -> Non
 
     venv = tmp_path / "venv"
     python = make_venv(venv)
-    install = [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index"]
+    install = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--no-deps",
+        "--no-index",
+    ]
     run([*install, "--disable-pip-version-check", "--quiet", wheel], tmp_path)
 
     work = tmp_path / "work"

@@ -1,0 +1,169 @@
+"""The checker: every rule, its code, its span and its hint."""
+
+from __future__ import annotations
+
+import pytest
+
+from nscompile.check import ERRORS, check
+from nscompile.errors import SpecError
+from nscompile.parser import parse
+from nscompile.syntax import Assign, Call, Name, Neuron, Number, Rank, Spec
+
+VALID = [
+    "neuron td { rank 8 y = <w1, x> + <w2, x**2> + cp(x, 2) + cp(x, 3) + b }",
+    "neuron q { y = <wr, x> * <wg, x> + <wb, x**2> + b }",
+    "neuron t { y = <w1, x**2> + <w2, x>*<w3, x> + <w4, sin(x)> }",
+    "neuron s { y = 0.5 * tanh(<w, 2 * x - x**3>) - -bias + 3 }",
+    "neuron c { rank 2 y = cp(sin(x), 1) + cp(x**2, 2) + cp(x, 2) + <w, x>**2 }",
+    "neuron n { y = b }",
+    "neuron l { y = <w, x> }\n"
+    "network a { input 3 dense 4 l relu dense 4 tanh dense 2 task classification 2 }\n"
+    "network r { input 1 dense 1 l }",
+    "network early { input 1 dense 3 later task classification }\nneuron later { y = <w, x> }",
+]
+
+
+@pytest.mark.parametrize("text", VALID)
+def test_valid_specs_pass_unchanged(text):
+    spec = parse(text)
+    assert check(spec) is spec
+
+
+def error_of(text: str) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        check(parse(text, "f.ns"), "f.ns")
+    return info.value
+
+
+N = "neuron n {{ {} }}"  # a neuron around a body
+Y = "neuron n {{ rank 4 y = {} }}"  # a neuron around an expression (cp allowed)
+NET = "neuron td {{ y = <w, x> }}\nnetwork net {{ {} }}"  # a network; its body is on line 2
+
+CASES = [
+    # code, source, the source text the error span covers, a fragment of message or hint
+    ("E101", "neuron a { y = b }\nnetwork a { input 1 dense 1 }", "a", "line 1"),
+    ("E102", "neuron __init__ { y = b }", "__init__", "reserved"),
+    ("E102", "neuron class { y = b }", "class", "keyword"),
+    ("E102", "neuron task { y = b }", "task", "keyword of the .ns"),
+    ("E103", "neuron relu { y = b }", "relu", "activation"),
+    ("E110", N.format("rank 2"), "n", "y = <w, x> + b"),
+    ("E111", N.format("y = b y = <w, x>"), "y = <w, x>", "one 'y = ...'"),
+    ("E112", N.format("z = b"), "z", "'z'"),
+    ("E113", N.format("rank 2 rank 3 y = b"), "rank 3", "one rank"),
+    ("E114", N.format("rank 0 y = b"), "rank 0", "from 1 to 4096, got 0"),
+    (
+        "E114",
+        N.format("rank 99999999999999999999 y = b"),
+        "rank 99999999999999999999",
+        "20-digit number",
+    ),
+    ("E115", N.format("y = <w, x> + cp(x, 2)"), "cp(x, 2)", "add 'rank 8'"),
+    ("E120", Y.format("<w, x> + bb"), "bb", "did you mean 'b'?"),
+    ("E120", Y.format("<w, x> + sin"), "sin", "sin(x)"),
+    ("E120", Y.format("<w, x> + w"), "w", "<w, x>"),
+    ("E121", Y.format("b + <w, x> + bias"), "bias", "one bias"),
+    ("E122", Y.format("<w, sin(<v, x>)>"), "sin(<v, x>)", "<w1, x> * <w2, x>"),
+    ("E123", Y.format("<w, 2>"), "2", "2 * <w, x>"),
+    ("E124", Y.format("<x, x>"), "<x, x>", "e.g. <w1, x>"),
+    ("E124", Y.format("<__import__, x>"), "<__import__, x>", "reserved"),
+    ("E124", Y.format("<self, x>"), "<self, x>", "generated module"),
+    ("E125", Y.format("<w, x> + <w, x**2>"), "<w, x**2>", "line 1"),
+    ("E126", Y.format("cp(x)"), "cp(x)", "cp(x, k)"),
+    ("E135", Y.format("cp(<w, x>, 2)"), "<w, x>", "cp(x**2, 2)"),
+    ("E127", Y.format("cp(x, 0)"), "0", "got 0"),
+    ("E127", Y.format("cp(x, 99)"), "99", "got 99"),
+    ("E127", Y.format("cp(x, 2.5)"), "2.5", "got 2.5"),
+    ("E127", Y.format("cp(x, b)"), "b", "got b"),
+    ("E128", Y.format("cp(x, 2) + cp((x), 2)"), "cp((x), 2)", "raise the rank"),
+    ("E129", Y.format("<w, sinn(x)>"), "sinn", "did you mean 'sin'?"),
+    ("E129", Y.format("<w, foo(x)>"), "foo", "functions are abs"),
+    ("E130", Y.format("<w, sin(x, x)>"), "sin(x, x)", "write sin(x)"),
+    ("E131", Y.format("<w, x> + x**2"), "x**2", "<w, x**2>"),
+    ("E131", Y.format("x * <w, x>"), "x", "inside an inner product"),
+    ("E132", Y.format("<w, x**2.5>"), "x**2.5", "got 2.5"),
+    ("E132", Y.format("<w, x**0>"), "x**0", "got 0"),
+    ("E132", Y.format("<w, x**-1>"), "x**-1", "got -1"),
+    ("E133", Y.format("x**2"), "x**2", "<w, x>"),
+    ("E133", Y.format("3"), "3", "learnable"),
+    ("E134", Y.format("<w, x> * 1e999"), "1e999", "1e308"),
+    ("E140", NET.format("dense 2"), "dense 2", "input D"),
+    ("E140", "network net { }", "net", "input D"),
+    ("E141", NET.format("input 1 input 2 dense 1"), "input 2", "one 'input'"),
+    ("E142", NET.format("input 0 dense 1"), "input 0", "got 0"),
+    ("E142", NET.format("input 1 dense 1000000000000"), "dense 1000000000000", "got 1000000000000"),
+    ("E143", NET.format("input 1"), "net", "dense 1"),
+    ("E144", NET.format("input 1 dense 2 tdd"), "dense 2 tdd", "did you mean 'td'?"),
+    ("E144", NET.format("input 1 dense 2 nope relu"), "dense 2 nope relu", "declared neurons: td"),
+    ("E144", "network net { input 1 dense 2 net }", "dense 2 net", "is a network"),
+    ("E145", NET.format("input 1 dense 2 td rleu"), "dense 2 td rleu", "did you mean 'relu'?"),
+    ("E144", NET.format("input 1 dense 2 rleu"), "dense 2 rleu", "did you mean 'relu'?"),
+    (
+        "E146",
+        NET.format("input 1 dense 1 task regression task regression"),
+        "task regression",
+        "one task",
+    ),
+    ("E147", NET.format("input 1 dense 2 task regression dense 1"), "dense 1", "last statement"),
+    (
+        "E148",
+        NET.format("input 1 dense 2 task clasification"),
+        "task clasification",
+        "'classification'",
+    ),
+    ("E149", NET.format("input 1 dense 1 task classification"), "task classification", "got 1"),
+    (
+        "E149",
+        NET.format("input 1 dense 2 task classification 99999999999"),
+        "task classification 99999999999",
+        "got 99999",
+    ),
+    (
+        "E150",
+        NET.format("input 1 dense 2 task classification 3"),
+        "task classification 3",
+        "'dense 3'",
+    ),
+    (
+        "E151",
+        NET.format("input 1 dense 2 task regression 2"),
+        "task regression 2",
+        "'task regression'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("code", "text", "covered", "fragment"), CASES)
+def test_each_rule(code, text, covered, fragment):
+    err = error_of(text)
+    span, shown = err.span, err.render(text)
+    assert err.code == code, shown
+    assert span.line == span.end_line == text.count("\n") + 1, shown  # the last line here
+    assert text.splitlines()[-1][span.col - 1 : span.end_col - 1] == covered, shown
+    assert fragment in f"{err.message} {err.hint}", shown
+
+
+def test_every_code_is_tested_and_distinct():
+    assert {code for code, *_ in CASES} | {"E100"} == set(ERRORS)
+
+
+def test_empty_spec():
+    err = error_of("# nothing here\n")
+    assert (err.code, err.span.file, err.span.line, err.span.col) == ("E100", "f.ns", 1, 1)
+
+
+def test_first_problem_in_source_order():
+    err = error_of("neuron a { y = <w, x> + bb }\nneuron b { rank 0 y = b }")
+    assert (err.code, err.span.line) == ("E120", 1)
+    err = error_of("neuron a { rank 0 y = <w, x> + bb }")
+    assert err.code == "E114"
+
+
+def test_hand_built_asts_without_spans():
+    x = Name("x")
+    assert check(Spec((Neuron("n", (Rank(2), Assign("y", Call("cp", (x, Number(2)))))),)))
+    with pytest.raises(SpecError) as info:
+        check(Spec((Neuron("n", (Rank(2),)),)))
+    assert info.value.code == "E110" and info.value.span is None
+    assert info.value.render() == "error[E110]: neuron 'n' has no 'y = ...'\n = help: " + (
+        "add its aggregation, e.g. 'y = <w, x> + b'"
+    )

@@ -1,0 +1,30 @@
+"""The bad-spec corpus: each `tests/errors/NAME.ns` fails with the message in `NAME.txt`.
+
+Regenerate the expected messages with `pytest --update-golden` and review the diff: each must
+point at the offending text and give a useful hint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nscompile.check import check
+from nscompile.errors import SpecError
+from nscompile.parser import parse, read_source
+
+ERRORS = Path(__file__).resolve().parent / "errors"
+SPECS = sorted(ERRORS.glob("*.ns"))
+
+
+def test_the_corpus_is_there():
+    assert len(SPECS) >= 25
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_bad_spec(path: Path, golden) -> None:
+    source = read_source(str(path))
+    with pytest.raises(SpecError) as info:
+        check(parse(source, path.name), path.name)
+    golden(path.with_suffix(".txt"), info.value.render(source) + "\n")
