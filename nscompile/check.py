@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nscompile import syntax as s
 from nscompile.errors import Span, SpecError, did_you_mean
@@ -124,9 +125,8 @@ def _check_decl_name(decl: s.Decl, first: dict[str, s.Decl]) -> None:
     name, span = decl.name, decl.name_span
     if name in first:
         raise _error("E101", span, name=name, line=_line(first[name].name_span))
-    reason = why_not_allowed(name)
-    if reason or name in KEYWORDS:
-        reason = reason or f"'{name}' is a keyword of the .ns language"
+    keyword = f"'{name}' is a keyword of the .ns language" if name in KEYWORDS else None
+    if reason := why_not_allowed(name) or keyword:
         raise _error("E102", span, name=name, reason=reason)
     if isinstance(decl, s.Neuron) and name in s.ACTIVATIONS:
         raise _error("E103", span, name=name)
@@ -144,7 +144,7 @@ def _shown(value: int) -> str:
 
 def _in_range(code: str, value: int, high: int, span: Span | None, **fields: object) -> None:
     if not 1 <= value <= high:
-        raise _error(code, span, value=_shown(value), high=high, **fields)
+        raise _error(code, span, None, value=_shown(value), high=high, **fields)
 
 
 # --- neurons -------------------------------------------------------------------------------
@@ -269,6 +269,9 @@ class _Scope:
         loose = expr.left if left == INPUT else expr.right  # input-wide next to unit-wide
         raise _error("E131", loose.span, arg=unparse_expr(loose))
 
+    def neg(self, expr: s.Neg) -> str:
+        return self.kind(expr.operand)
+
     def pow(self, expr: s.Pow) -> str:
         kind = self.kind(expr.base)
         if not _is_order(expr.exponent):
@@ -276,13 +279,13 @@ class _Scope:
         return kind
 
 
-KINDS: dict[type, Callable[[_Scope, s.Expr], str]] = {
+KINDS: dict[type, Callable[[_Scope, Any], str]] = {
     s.Number: _Scope.number,
     s.Name: _Scope.name,
     s.Inner: _Scope.inner,
     s.Call: _Scope.call,
     s.BinOp: _Scope.binop,
-    s.Neg: lambda scope, expr: scope.kind(expr.operand),
+    s.Neg: _Scope.neg,
     s.Pow: _Scope.pow,
 }
 
@@ -296,7 +299,7 @@ class _Layers:
     network: s.Network
     spec: s.Spec
     last_width: int | None = None
-    task: s.Task | None = None
+    seen_task: bool = False
 
     def input(self, stmt: s.Input) -> None:
         if stmt is not self.network.body[0]:
@@ -323,10 +326,10 @@ class _Layers:
             raise _error("E145", stmt.span, hint, name=stmt.activation)
         self.last_width = stmt.width
 
-    def task_(self, stmt: s.Task) -> None:
-        if self.task is not None:
+    def task(self, stmt: s.Task) -> None:
+        if self.seen_task:
             raise _error("E146", stmt.span)
-        self.task = stmt
+        self.seen_task = True
         if stmt.kind not in s.TASKS:
             raise _error("E148", stmt.span, did_you_mean(stmt.kind, s.TASKS), name=stmt.kind)
         if stmt.kind == "regression":
@@ -345,7 +348,7 @@ class _Layers:
 LAYERS: dict[type, Callable] = {
     s.Input: _Layers.input,
     s.Dense: _Layers.dense,
-    s.Task: _Layers.task_,
+    s.Task: _Layers.task,
 }
 
 
@@ -355,7 +358,7 @@ def _check_network(network: s.Network, spec: s.Spec) -> None:
         raise _error("E140", body[0].span if body else network.name_span)
     layers = _Layers(network, spec)
     for stmt in body:
-        if layers.task is not None and not isinstance(stmt, s.Task):
+        if layers.seen_task and not isinstance(stmt, s.Task):
             raise _error("E147", stmt.span)
         LAYERS[type(stmt)](layers, stmt)
     if layers.last_width is None:

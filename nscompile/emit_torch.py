@@ -24,6 +24,7 @@ from nscompile.ir import (
     Param,
     ProgramIR,
     VStack,
+    column_partitions,
     function_name,
 )
 from nscompile.naming import unique_class_names
@@ -66,7 +67,12 @@ def _safe_doc(text: str) -> str:
 
 def _neuron_view(neuron: NeuronIR, class_name: str) -> dict[str, object]:
     printer = TorchPrinter({p.symbol for p in neuron.params})
-    body = [f"{printer.local(t)} = {printer(e)}" for t, e in neuron.assignments]
+    partitions = column_partitions(neuron)
+    body = []
+    for target, expr in neuron.assignments:
+        body.append(f"{printer.local(target)} = {printer(expr)}")
+        if target in partitions:
+            body.append(printer.split(target, partitions[target]))
     return {
         "class_name": class_name,
         "name": neuron.name,
@@ -121,6 +127,16 @@ class TorchPrinter:
 
     def __init__(self, params: set[MatrixSymbol]) -> None:
         self.params = params
+        self.pieces: dict[ColumnSlice, str] = {}
+
+    def split(self, symbol: MatrixSymbol, pieces: list[tuple[sp.Expr, sp.Expr]]) -> str:
+        """`t0_0, t0_1 = t0.split([a, b], dim=1)`: one backward op instead of one per slice."""
+        local = self.local(symbol)
+        names = [f"{local}_{i}" for i in range(len(pieces))]
+        for name, (start, stop) in zip(names, pieces, strict=True):
+            self.pieces[ColumnSlice(symbol, start, stop)] = name
+        sizes = ", ".join(_size_code(stop - start) for start, stop in pieces)
+        return f"{', '.join(names)} = {local}.split([{sizes}], dim=1)"
 
     def __call__(self, expr: sp.Basic) -> str:
         return self.print(expr)[0]
@@ -197,6 +213,8 @@ class TorchPrinter:
         return f"torch.cat([{', '.join(self(a) for a in node.args)}], dim={dim})", _ATOM
 
     def column_slice(self, node: ColumnSlice) -> tuple[str, int]:
+        if node in self.pieces:
+            return self.pieces[node], _ATOM
         mat, start, stop = node.args
         lo = "" if start == 0 else _size_code(start)
         return f"{self.operand(mat, _ATOM - 1)}[:, {lo}:{_size_code(stop)}]", _ATOM

@@ -186,3 +186,38 @@ class ProgramIR:
         for net in self.networks:
             parts.append(f"network {net.name}  # {net.summary}")
         return "\n\n".join(parts) + "\n"
+
+
+def column_partitions(neuron: NeuronIR) -> dict[MatrixSymbol, list[tuple[sp.Expr, sp.Expr]]]:
+    """Temporaries whose column slices cover all their columns exactly, with the slices in order.
+
+    A backend can compute such a temporary's pieces with one split instead of one slice each.
+    """
+    slices: dict[MatrixSymbol, set[tuple[sp.Expr, sp.Expr]]] = {}
+    for expr in [e for _, e in neuron.assignments] + [neuron.output]:
+        for node in sp.preorder_traversal(expr):
+            if isinstance(node, ColumnSlice) and isinstance(node.args[0], MatrixSymbol):
+                slices.setdefault(node.args[0], set()).add((node.args[1], node.args[2]))
+    partitions = {}
+    for symbol, pieces in slices.items():
+        ordered = sorted(pieces, key=lambda p: sp.default_sort_key(p[0]))
+        ordered = _chain(ordered, symbol.shape[1])
+        if ordered is not None:
+            partitions[symbol] = ordered
+    return partitions
+
+
+def _chain(
+    pieces: list[tuple[sp.Expr, sp.Expr]], width: sp.Expr
+) -> list[tuple[sp.Expr, sp.Expr]] | None:
+    """The pieces in column order if they tile [0, width) exactly, else None."""
+    by_start = {start: (start, stop) for start, stop in pieces}
+    if len(by_start) != len(pieces):
+        return None
+    ordered, position = [], sp.Integer(0)
+    while position in by_start:
+        ordered.append(by_start[position])
+        position = by_start[position][1]
+    if len(ordered) != len(pieces) or sp.simplify(position - width) != 0:
+        return None
+    return ordered

@@ -6,6 +6,7 @@ statement or declaration. Every lark error becomes one `SpecError`:
 
     E001  unexpected token or character    E002  unexpected end of file
     E003  unreadable source file           E004  a count that is not a whole number
+    E005  an expression nested too deeply (every later stage recurses over the tree)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import lark
 from lark import Lark, Token, Transformer, v_args
@@ -24,6 +26,10 @@ from nscompile import syntax as s
 from nscompile.errors import Span, SpecError
 from nscompile.resources import data_path
 
+_D = TypeVar("_D", s.Neuron, s.Network)
+
+#: Deepest nesting of the parse tree (a 100-term sum is 100 deep); keeps recursion in bounds.
+MAX_DEPTH = 100
 #: Longest integer literal we convert; Python refuses int() of more than 4300 digits.
 MAX_DIGITS = 4000
 #: Hints for characters the language does not use.
@@ -41,19 +47,8 @@ CHARACTER_HINTS = {
 TERMINAL_WORDS = {"NAME": "a name", "NUMBER": "a number", "$END": "end of file"}
 
 
-class _CommentSink:
-    """Collects COMMENT tokens during one parse (lark calls it from the lexer)."""
-
-    def __init__(self) -> None:
-        self.tokens: list[Token] = []
-
-    def __call__(self, token: Token) -> Token:
-        self.tokens.append(token)
-        return token
-
-
-_SINK = _CommentSink()
-_LOCK = threading.Lock()  # the cached parser shares one sink, so parses take turns
+_COMMENTS: list[Token] = []  # filled by the lexer callback during one parse
+_LOCK = threading.Lock()  # the cached parser shares that list, so parses take turns
 
 
 @functools.cache
@@ -64,7 +59,7 @@ def _parser() -> Lark:
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=False,
-        lexer_callbacks={"COMMENT": _SINK},
+        lexer_callbacks={"COMMENT": _COMMENTS.append},
     )
 
 
@@ -83,12 +78,13 @@ def parse(text: str, file: str = "<string>") -> s.Spec:
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # lark counts lines by "\n" only
     with _LOCK:
-        _SINK.tokens = []
+        _COMMENTS.clear()
         try:
             tree = _parser().parse(text)
         except lark.exceptions.LarkError as err:
             raise _syntax_error(err, text, file) from None
-        comment_tokens = list(_SINK.tokens)
+        comment_tokens = list(_COMMENTS)
+    _check_depth(tree, file)
     to_ast = _ToAst(file)
     try:
         spec = to_ast.transform(tree)
@@ -113,7 +109,8 @@ def read_source(path: str) -> str:
     except FileNotFoundError:
         raise SpecError("E003", f"no such file '{path}'", None, "check the path") from None
     except OSError as err:
-        raise SpecError("E003", f"cannot read '{path}': {err.strerror}", None, None) from None
+        hint = "check that the file exists and is readable"
+        raise SpecError("E003", f"cannot read '{path}': {err.strerror}", None, hint) from None
     if b"\0" in data:
         span = _byte_span(path, data, data.index(b"\0"))
         raise SpecError("E003", "this is a binary file", span, "a spec is a UTF-8 text file")
@@ -125,10 +122,24 @@ def read_source(path: str) -> str:
         raise SpecError("E003", "the file is not valid UTF-8", span, hint) from None
 
 
+def _check_depth(tree: lark.Tree, file: str) -> None:
+    """Refuse trees deeper than MAX_DEPTH, walking them without recursion."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            hint = "split the sum into fewer terms or drop redundant parentheses"
+            raise SpecError(
+                "E005", f"nested more than {MAX_DEPTH} levels deep", _span(file, node.meta), hint
+            )
+        stack += [(child, depth + 1) for child in node.children if isinstance(child, lark.Tree)]
+
+
 def _byte_span(path: str, data: bytes, offset: int) -> Span:
-    line = data.count(b"\n", 0, offset) + 1
-    col = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
-    return Span.point(path, line, col)
+    """The span of the byte at `offset`, its column counted in characters of its line."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    col = len(data[line_start:offset].decode("utf-8", "replace")) + 1
+    return Span.point(path, data.count(b"\n", 0, offset) + 1, col)
 
 
 # --- lark errors to SpecError --------------------------------------------------------------
@@ -136,17 +147,17 @@ def _byte_span(path: str, data: bytes, offset: int) -> Span:
 
 def _syntax_error(err: Exception, text: str, file: str) -> SpecError:
     if isinstance(err, UnexpectedToken) and err.token.type == "$END":
-        return _end_of_file(err.token, err.accepts or err.expected, text, file)
+        return _end_of_file(err.token, set(err.accepts or err.expected), text, file)
     if isinstance(err, UnexpectedEOF):
-        return _end_of_file(None, err.expected, text, file)
+        return _end_of_file(None, set(err.expected), text, file)
     if isinstance(err, UnexpectedToken):
         token = err.token
         span = Span(file, token.line, token.column, token.end_line, token.end_column)
-        hint = _expected_hint(err.accepts or err.expected)
+        hint = _expected_hint(set(err.accepts or err.expected))
         return SpecError("E001", f"unexpected {_show(str(token))}", span, hint)
     if isinstance(err, UnexpectedCharacters):
         # No "expected" list: the lexer's set is a merged LALR lookahead, often misleading.
-        char = text[err.pos_in_stream]
+        char = err.char
         span = Span.point(file, err.line, err.column)
         hint = CHARACTER_HINTS.get(char, f"{char!r} is not part of the .ns language")
         return SpecError("E001", f"unexpected character {char!r}", span, hint)
@@ -155,7 +166,7 @@ def _syntax_error(err: Exception, text: str, file: str) -> SpecError:
 
 def _end_of_file(token: Token | None, expected: set[str], text: str, file: str) -> SpecError:
     """E002 just after the last token (or at the end of the text when there is none)."""
-    if token is not None and token.end_line is not None:
+    if token is not None and token.end_line and token.end_column:
         span = Span.point(file, token.end_line, token.end_column)
     else:
         lines = text.split("\n")
@@ -210,36 +221,29 @@ class _ToAst(Transformer):
 
     def _count(self, token: Token) -> int:
         """A width, rank or class count: digits only, so `8.5` and `1e3` are refused here."""
-        text = str(token)
+        text, span = str(token), _span(self.file, token)
         if not text.isdigit():
             hint = "counts (ranks, widths, classes) are whole numbers like 8"
-            raise SpecError(
-                "E004", f"expected a whole number, got {_show(text)}", _span(self.file, token), hint
-            )
+            raise SpecError("E004", f"expected a whole number, got {_show(text)}", span, hint)
         if len(text) > MAX_DIGITS:
-            raise SpecError(
-                "E004",
-                f"the number has {len(text)} digits",
-                _span(self.file, token),
-                "counts are at most a few million",
-            )
+            hint = "counts are at most a few million"
+            raise SpecError("E004", f"the number has {len(text)} digits", span, hint)
         return int(text)
 
     # declarations
     def start(self, meta, *decls) -> s.Spec:
         return s.Spec(tuple(decls))
 
+    def _decl(self, cls: type[_D], meta, name: Token, lbrace: Token, rest: tuple) -> _D:
+        *body, rbrace = rest
+        self.braces.append((lbrace, rbrace))
+        return cls(str(name), tuple(body), span=self._at(meta), name_span=_span(self.file, name))
+
     def neuron(self, meta, name, lbrace, *rest) -> s.Neuron:
-        self.braces.append((lbrace, rest[-1]))
-        return s.Neuron(
-            str(name), tuple(rest[:-1]), span=self._at(meta), name_span=_span(self.file, name)
-        )
+        return self._decl(s.Neuron, meta, name, lbrace, rest)
 
     def network(self, meta, name, lbrace, *rest) -> s.Network:
-        self.braces.append((lbrace, rest[-1]))
-        return s.Network(
-            str(name), tuple(rest[:-1]), span=self._at(meta), name_span=_span(self.file, name)
-        )
+        return self._decl(s.Network, meta, name, lbrace, rest)
 
     # statements
     def rank(self, meta, count) -> s.Rank:
@@ -318,22 +322,22 @@ Position = tuple[int, int]
 Anchor = tuple[Position, Position, tuple[int, ...]]  # start, end, (decl,) or (decl, stmt)
 
 
-def _start(span: Span) -> Position:
-    return (span.line, span.col)
+def _start(where: Any) -> Position:
+    """Where a `Span` or a lark `Token` starts."""
+    return (where.line, where.col if isinstance(where, Span) else where.column)
 
 
-def _end(span: Span) -> Position:
-    return (span.end_line, span.end_col)
+def _end(where: Any) -> Position:
+    """Where a `Span` or a lark `Token` ends (exclusive)."""
+    return (where.end_line, where.end_col if isinstance(where, Span) else where.end_column)
 
 
 def _anchors(spec: s.Spec, braces: list[tuple[Token, Token]]) -> list[Anchor]:
     anchors: list[Anchor] = []
     for i, (decl, (lbrace, rbrace)) in enumerate(zip(spec.decls, braces, strict=True)):
-        anchors.append((_start(decl.span), (lbrace.end_line, lbrace.end_column), (i,)))
+        anchors.append((_start(decl.span), _end(lbrace), (i,)))
         anchors += [(_start(st.span), _end(st.span), (i, j)) for j, st in enumerate(decl.body)]
-        anchors.append(
-            ((rbrace.line, rbrace.column), (rbrace.end_line, rbrace.end_column), (i, -1))
-        )
+        anchors.append((_start(rbrace), _end(rbrace), (i, -1)))
     return anchors
 
 
@@ -357,7 +361,7 @@ def _attach_comments(
     file_trailing: list[str] = []
     for token in tokens:
         text = str(token).rstrip()
-        where, key = _place(anchors, (token.line, token.column))
+        where, key = _place(anchors, _start(token))
         if where == "file":
             file_trailing.append(text)
         elif where == "trailing" and key[-1] != -1:  # a `}` keeps its comments above it
@@ -372,5 +376,5 @@ def _attach_comments(
     for i, decl in enumerate(spec.decls):
         body = tuple(replace(st, comments=comments((i, j))) for j, st in enumerate(decl.body))
         closing = tuple(leading.get((i, -1), ()))
-        decls.append(replace(decl, body=body, comments=comments((i,)), closing=closing))
+        decls.append(replace(decl, body=body, comments=comments((i,)), closing=closing))  # type: ignore[arg-type]
     return s.Spec(tuple(decls), tuple(file_trailing))

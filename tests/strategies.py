@@ -105,7 +105,7 @@ def _is_cp(expr: s.Expr) -> bool:
 
 def _name_weights(expr: s.Expr, counter) -> s.Expr:
     """Give each placeholder weight a fresh name w1, w2, ... in source order."""
-    changes = {}
+    changes: dict[str, object] = {}
     for f in dataclasses.fields(expr):
         value = getattr(expr, f.name)
         if isinstance(value, s.Expr):
@@ -114,7 +114,7 @@ def _name_weights(expr: s.Expr, counter) -> s.Expr:
             changes[f.name] = tuple(_name_weights(v, counter) for v in value)
     if isinstance(expr, s.Inner):
         changes["weight"] = f"w{next(counter)}"
-    return dataclasses.replace(expr, **changes)
+    return dataclasses.replace(expr, **changes)  # type: ignore[arg-type]
 
 
 # --- declarations --------------------------------------------------------------------------
@@ -146,9 +146,10 @@ def networks(draw, neuron_names: list[str], name: str = "net") -> s.Network:
     body += layers
     kind = draw(st.sampled_from([None, "regression", "classification"]))
     if kind == "classification":
-        if layers[-1].width < 2:
-            body[-1] = dataclasses.replace(layers[-1], width=draw(st.integers(2, MAX_WIDTH)))
-        classes = draw(st.sampled_from([None, body[-1].width]))
+        last = layers[-1]
+        if last.width < 2:
+            body[-1] = last = dataclasses.replace(last, width=draw(st.integers(2, MAX_WIDTH)))
+        classes = draw(st.sampled_from([None, last.width]))
         body.append(s.Task(kind, classes, draw(comments())))
     elif kind == "regression":
         body.append(s.Task(kind, None, draw(comments())))

@@ -261,3 +261,18 @@ def test_read_source_errors(tmp_path, content, message, where):
     err = info.value
     assert err.code == "E003" and message in err.message and err.hint
     assert (err.span.line, err.span.col) == where if where else err.span is None
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["(" * 3000 + "x" + ")" * 3000, "-" * 3000 + "b", "<w, x>" + " + b" * 3000, "sin(" * 500 + "x"
+     + ")" * 500],
+)  # fmt: skip
+def test_deep_nesting_is_an_error_not_a_recursion_error(expr):
+    err = error_of(f"neuron n {{ y = {expr} }}")
+    assert err.code == "E005" and err.span.line == 1
+
+
+def test_moderate_nesting_parses():
+    spec = parse("neuron n { y = " + "(" * 45 + "<w, x>" + ")" * 45 + " + b" * 45 + " }")
+    assert spec.decls[0].assign is not None
