@@ -40,7 +40,7 @@ def source_name(path: str) -> str:
 
 def front_end(text: str, file: str = "<string>") -> syntax.Spec:
     """Source text -> checked AST; raises SpecError."""
-    return check(parse(text, file))
+    return check(parse(text, file), file)
 
 
 def compile_text(text: str, file: str = "<string>") -> Compiled:
