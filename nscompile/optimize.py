@@ -125,7 +125,9 @@ def fuse_projections(ir: NeuronIR) -> NeuronIR:
 def fuse_sums(ir: NeuronIR) -> NeuronIR:
     """`a1 W1 + a2 W2 + ...` -> `[a1 | a2 | ...] [W1; W2; ...]`: one GEMM for a sum of maps.
 
-    This is how the output maps of several CP terms and the pure terms share one product.
+    This is how the output maps of several CP terms share one product. Maps whose left side
+    holds parameters are fused apart from maps of the input alone (`x**2 W2`): fused together,
+    the backward pass would compute a gradient for `x**2` that nothing needs.
     """
     params = {p.symbol for p in ir.params}
 
@@ -133,12 +135,17 @@ def fuse_sums(ir: NeuronIR) -> NeuronIR:
         if not isinstance(node, MatAdd):
             return node
         maps = [t for t in node.args if _projection(t, params) and not _scalars(t)]
-        if len(maps) < 2:
+        learned = [t for t in maps if _projection(t, params)[0].atoms(MatrixSymbol) & params]  # type: ignore[index]
+        fused, used = [], []
+        for group in (learned, [t for t in maps if t not in learned]):
+            if len(group) < 2:
+                continue
+            parts = [_projection(t, params) for t in group]
+            fused.append(MatMul(HStack(*[p[0] for p in parts]), VStack(*[p[1] for p in parts])))  # type: ignore[index]
+            used += group
+        if not fused:
             return node
-        parts = [_projection(t, params) for t in maps]
-        fused = MatMul(HStack(*[p[0] for p in parts]), VStack(*[p[1] for p in parts]))  # type: ignore[index]
-        rest = [t for t in node.args if t not in maps]
-        return MatAdd(fused, *rest) if rest else fused
+        return MatAdd(*fused, *[t for t in node.args if t not in used])
 
     return _with_output(ir, _bottom_up(ir.output, rule))
 
