@@ -86,12 +86,12 @@ def test_passes_keep_the_ir_valid_and_are_idempotent(example: Path) -> None:
     assert twice.dump() == compiled.optimized.dump()
 
 
-def test_td_layer_is_two_fused_products() -> None:
-    """Projection fusion: the TD layer does one GEMM on x and one on the stacked terms."""
+def test_td_layer_is_three_fused_products() -> None:
+    """Fusion: one GEMM on x, one on x**2, one for the stacked CP terms (DESIGN §4)."""
     compiled = compile_file(str(ROOT / "examples" / "td.ns"))
     source = to_torch(compiled)
     forward = source.split("def forward")[1].split("class ")[0]
-    assert forward.count("@") == 2, forward
+    assert forward.count("@") == 3, forward
 
 
 def test_golden_files(example: Path, golden) -> None:
