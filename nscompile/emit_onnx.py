@@ -14,20 +14,19 @@ import onnx
 import sympy as sp
 from onnx import TensorProto, helper, numpy_helper
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from nscompile import __version__, ops
 from nscompile.errors import InputError, InternalError
 from nscompile.ir import (
     IN,
     OUT,
+    Apply,
     ColumnSlice,
     HStack,
     NetworkIR,
     NeuronIR,
     ProgramIR,
     VStack,
-    function_name,
 )
 
 OPSET = 18
@@ -236,9 +235,9 @@ class _NeuronLowering:
             return self.graph.node("Mul", [base, base])
         return self.graph.node("Pow", [base, self.graph.constant(float(k))])
 
-    def apply(self, node: ElementwiseApplyFunction) -> str:
-        value = self.lower(node.expr)
-        for op in ops.ELEMENTWISE[function_name(node)].onnx:
+    def apply(self, node: Apply) -> str:
+        value = self.lower(node.arg)
+        for op in ops.ELEMENTWISE[node.name].onnx:
             value = self.graph.node(op, [value])
         return value
 
@@ -256,8 +255,9 @@ _LOWERINGS: dict[type, Callable[[_NeuronLowering, sp.Basic], str]] = {
     MatAdd: lambda lw, n: lw.chain("Add", [lw.lower(a) for a in n.args]),
     HadamardProduct: lambda lw, n: lw.chain("Mul", [lw.lower(a) for a in n.args]),
     HadamardPower: _NeuronLowering.power,
-    ElementwiseApplyFunction: _NeuronLowering.apply,
+    Apply: _NeuronLowering.apply,
     HStack: lambda lw, n: lw.graph.node("Concat", [lw.lower(a) for a in n.args], axis=1),
     VStack: lambda lw, n: lw.graph.node("Concat", [lw.lower(a) for a in n.args], axis=0),
     ColumnSlice: _NeuronLowering.column_slice,
+    OneMatrix: lambda lw, n: lw.graph.constant(1.0),  # a constant broadcast over the batch
 }  # type: ignore[dict-item]

@@ -11,12 +11,12 @@ from collections.abc import Callable
 import jinja2
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from nscompile import __version__, ops
 from nscompile.errors import InternalError
 from nscompile.ir import (
     TEMP_PREFIX,
+    Apply,
     ColumnSlice,
     HStack,
     NetworkIR,
@@ -25,7 +25,6 @@ from nscompile.ir import (
     ProgramIR,
     VStack,
     column_partitions,
-    function_name,
 )
 from nscompile.naming import unique_class_names
 from nscompile.resources import data_path
@@ -185,8 +184,8 @@ class TorchPrinter:
             return code, _MUL
         if scalar == 1:
             return self.print(matrices[0])
-        if scalar == -1:
-            return f"-{code}", _NEG
+        if scalar == -1:  # `-a @ b` is `(-a) @ b`: a product, not a negation, to its neighbours
+            return f"-{code}", (_MUL if len(matrices) > 1 else _NEG)
         return f"{_number(scalar)[0]} * {code}", _MUL
 
     def add(self, node: MatAdd) -> tuple[str, int]:
@@ -205,8 +204,8 @@ class TorchPrinter:
     def power(self, node: HadamardPower) -> tuple[str, int]:
         return f"{self.operand(node.base, _POW)}**{int(node.exp)}", _POW
 
-    def apply(self, node: ElementwiseApplyFunction) -> tuple[str, int]:
-        return ops.ELEMENTWISE[function_name(node)].torch.format(self(node.expr)), _ATOM
+    def apply(self, node: Apply) -> tuple[str, int]:
+        return ops.ELEMENTWISE[node.name].torch.format(self(node.arg)), _ATOM
 
     def stack(self, node: HStack | VStack) -> tuple[str, int]:
         dim = 1 if isinstance(node, HStack) else 0
@@ -233,8 +232,9 @@ _PRINTERS: dict[type, Callable[[TorchPrinter, sp.Basic], tuple[str, int]]] = {
     MatAdd: TorchPrinter.add,
     HadamardProduct: TorchPrinter.hadamard,
     HadamardPower: TorchPrinter.power,
-    ElementwiseApplyFunction: TorchPrinter.apply,
+    Apply: TorchPrinter.apply,
     HStack: TorchPrinter.stack,
     VStack: TorchPrinter.stack,
     ColumnSlice: TorchPrinter.column_slice,
+    OneMatrix: lambda p, n: ("1", _ATOM),  # a constant broadcast over the batch
 }  # type: ignore[dict-item]

@@ -16,7 +16,6 @@ from sympy import (
     Transpose,
     ZeroMatrix,
 )
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from nscompile import ops
 from nscompile.errors import InternalError
@@ -24,13 +23,13 @@ from nscompile.ir import (
     BATCH,
     IN,
     OUT,
+    Apply,
     ColumnSlice,
     HStack,
     NetworkIR,
     NeuronIR,
     ProgramIR,
     VStack,
-    function_name,
 )
 
 Env = dict[sp.Basic, np.ndarray]
@@ -118,7 +117,7 @@ _HANDLERS: dict[type, Callable[[_Evaluator, sp.Basic], np.ndarray]] = {
     MatAdd: lambda ev, n: sum((ev(a) for a in n.args[1:]), ev(n.args[0])),
     HadamardProduct: _product,
     HadamardPower: lambda ev, n: ev(n.base) ** int(n.exp),
-    ElementwiseApplyFunction: lambda ev, n: ops.ELEMENTWISE[function_name(n)].numpy(ev(n.expr)),
+    Apply: lambda ev, n: ops.ELEMENTWISE[n.name].numpy(ev(n.arg)),
     HStack: lambda ev, n: np.concatenate([ev(a) for a in n.args], axis=1),
     VStack: lambda ev, n: np.concatenate([ev(a) for a in n.args], axis=0),
     ColumnSlice: lambda ev, n: ev(n.args[0])[:, ev.size(n.args[1]) : ev.size(n.args[2])],

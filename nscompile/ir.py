@@ -2,9 +2,9 @@
 
 A neuron layer maps `x` (batch x in_features) to (batch x out_features). Projections are matrix
 products `x * w.T`, products are `HadamardProduct`, powers `HadamardPower`, elementwise functions
-`ElementwiseApplyFunction` with a fixed dummy (so equal expressions compare equal). Two node
-types are our own: `HStack` (matrices side by side) and `ColumnSlice` (a run of columns), which
-projection fusion introduces. Nothing is ever expanded into monomials.
+`Apply` (our node: a named elementwise function). Three more node types are our own: `HStack`
+and `VStack` (matrices side by side, one above the other) and `ColumnSlice` (a run of columns),
+which fusion introduces. Nothing is ever expanded into monomials.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 from sympy import Basic, MatrixExpr, MatrixSymbol
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.core.symbol import Str
 
 from nscompile.errors import InternalError
 
@@ -22,7 +22,6 @@ IN = sp.Symbol("in_features", integer=True, positive=True)
 OUT = sp.Symbol("out_features", integer=True, positive=True)
 #: Prefix of compiler temporaries; spec names cannot start with "_" (see naming.py).
 TEMP_PREFIX = "_t"
-_ARG = sp.Symbol("_e")
 
 
 class HStack(MatrixExpr):
@@ -58,14 +57,32 @@ class ColumnSlice(MatrixExpr):
         return (self.args[0].shape[0], self.args[2] - self.args[1])
 
 
-def elementwise(name: str, arg: MatrixExpr) -> MatrixExpr:
-    """`name` applied elementwise to `arg`, with a fixed dummy so that equal calls are equal."""
-    return ElementwiseApplyFunction(sp.Lambda(_ARG, sp.Function(name)(_ARG)), arg)
+class Apply(MatrixExpr):
+    """An elementwise function `name` applied to a matrix: `Apply(Str("sin"), x)`.
+
+    Our own node rather than SymPy's `ElementwiseApplyFunction`, whose lambda CSE would look
+    inside (and break when rebuilding); here the name is an atom.
+    """
+
+    def __new__(cls, name: Str, arg: MatrixExpr) -> Apply:
+        return Basic.__new__(cls, name, arg)
+
+    @property
+    def name(self) -> str:
+        return str(self.args[0])
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.args[1].shape
 
 
-def function_name(node: ElementwiseApplyFunction) -> str:
-    """The name of the function an `ElementwiseApplyFunction` applies."""
-    return str(node.function.expr.func)
+def elementwise(name: str, arg: MatrixExpr) -> Apply:
+    """`name` applied elementwise to `arg`."""
+    return Apply(Str(name), arg)
 
 
 @dataclass(frozen=True)

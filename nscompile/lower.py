@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import numpy as np
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatMul, MatrixExpr, OneMatrix
+from sympy import HadamardPower, HadamardProduct, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
 
 from nscompile import ops, syntax
-from nscompile.errors import InternalError
+from nscompile.errors import InternalError, SpecError
 from nscompile.ir import (
     BATCH,
     IN,
@@ -150,10 +150,22 @@ class _Lowerer:
         return MatMul(OneMatrix(BATCH, 1), param.symbol)
 
     def _inner(self, node: syntax.Inner) -> Value:
-        arg = self.lower(node.arg)
+        arg = self._nonzero(node.arg)
         m2 = _input_second_moment(node.arg)
         weight = self._add_param(node.weight, (OUT, IN), Init(IN, m2), "weight", fresh=False)
         return MatMul(arg, weight.symbol.T)
+
+    def _nonzero(self, node: syntax.Expr) -> Value:
+        """Lower the input-wide argument of a learnable term; it must not cancel to zero."""
+        value = self.lower(node)
+        if isinstance(value, ZeroMatrix) or value == 0:
+            raise SpecError(
+                "E136",
+                f"'{unparse_expr(node)}' is identically zero",
+                node.span,
+                hint="a learnable term of zero learns nothing; remove it",
+            )
+        return value
 
     def _call(self, node: syntax.Call) -> Value:
         if node.func == syntax.CP_NAME:
@@ -167,7 +179,7 @@ class _Lowerer:
         arg_node, order_node = node.args
         assert isinstance(order_node, syntax.Number) and self.rank is not None
         order, rank = int(order_node.value), self.rank
-        arg = self.lower(arg_node)
+        arg = self._nonzero(arg_node)
         m2 = _input_second_moment(arg_node)
         factors = [
             self._add_param(f"cp{order}_u{m}", (IN, rank), Init(IN, m2), "factor").symbol
@@ -223,6 +235,8 @@ def _has_cp(expr: syntax.Expr) -> bool:
 
 
 def _scale(factor: int, value: Value) -> Value:
+    if factor == 1:
+        return value
     return MatMul(sp.Integer(factor), value) if isinstance(value, MatrixExpr) else factor * value
 
 

@@ -20,6 +20,7 @@ from sympy import (
     OneMatrix,
     Transpose,
 )
+from sympy.simplify.cse_main import tree_cse
 
 from nscompile.ir import TEMP_PREFIX, ColumnSlice, HStack, NeuronIR, ProgramIR, VStack
 
@@ -51,11 +52,22 @@ def canonicalise(ir: NeuronIR) -> NeuronIR:
     """`a ⊙ a` -> `a**2`, `(a**j)**k` -> `a**(j*k)`, `a**1` -> `a`; flat sums/products."""
 
     def rule(node: sp.Basic) -> sp.Basic:
+        if isinstance(node, (MatMul, MatAdd, HadamardProduct)):
+            args = [a for a in node.args if not (isinstance(node, MatMul) and a == 1)]
+            if len(args) == 1 and isinstance(args[0], MatrixExpr):
+                return rule(args[0])  # `1 * a`, a sum or product of one term: just `a`
         if isinstance(node, HadamardProduct):
             factors = _flatten(node, HadamardProduct)
-            if len(set(factors)) == 1:
-                return rule(HadamardPower(factors[0], len(factors)))
-            return HadamardProduct(*factors) if len(factors) != len(node.args) else node
+            exponents: dict[sp.Basic, int] = {}
+            for factor in factors:
+                base, k = (factor.base, int(factor.exp)) if _is_power(factor) else (factor, 1)
+                exponents[base] = exponents.get(base, 0) + k
+            if len(exponents) == len(factors) == len(node.args):
+                return node
+            parts = [
+                base if k == 1 else rule(HadamardPower(base, k)) for base, k in exponents.items()
+            ]
+            return parts[0] if len(parts) == 1 else HadamardProduct(*parts)
         if isinstance(node, HadamardPower):
             base, k = node.base, int(node.exp)
             if isinstance(base, HadamardPower):
@@ -76,20 +88,19 @@ def power_chains(ir: NeuronIR) -> NeuronIR:
         if isinstance(node, HadamardPower):
             powers.setdefault(node.base, set()).add(int(node.exp))
 
-    def power(base: sp.Basic, k: int) -> sp.Basic:
-        return base if k == 1 else HadamardPower(base, k)
-
-    def rule(node: sp.Basic) -> sp.Basic:
-        if not isinstance(node, HadamardPower):
-            return node
-        base, k = node.base, int(node.exp)
+    def chain(base: sp.Basic, k: int) -> sp.Basic:
         lower = [j for j in powers.get(base, ()) if j < k]
+        if k == 1:
+            return base
         if not lower:
-            return node
+            return HadamardPower(base, k)
         j = max(lower)
         if k - j == j:
-            return HadamardPower(power(base, j), 2)
-        return HadamardProduct(power(base, j), power(base, k - j))
+            return HadamardPower(chain(base, j), 2)
+        return HadamardProduct(chain(base, j), chain(base, k - j))
+
+    def rule(node: sp.Basic) -> sp.Basic:
+        return chain(node.base, int(node.exp)) if isinstance(node, HadamardPower) else node
 
     return _with_output(ir, _bottom_up(ir.output, rule))
 
@@ -151,13 +162,27 @@ def fuse_sums(ir: NeuronIR) -> NeuronIR:
 
 
 def eliminate_common(ir: NeuronIR) -> NeuronIR:
-    """Shared subexpressions -> assignments to temporaries `_t0, _t1, ...` (`sympy.cse`)."""
+    """Shared subexpressions -> assignments to temporaries `_t0, _t1, ...`.
+
+    This is SymPy's tree CSE (`sympy.cse` without its `opt_cse` rewrites, which turn matrix
+    products into scalar `Mul`s).
+    """
     taken = {str(t) for t, _ in ir.assignments}
     names = (f"{TEMP_PREFIX}{i}" for i in _count() if f"{TEMP_PREFIX}{i}" not in taken)
-    replacements, (output,) = sp.cse(
-        [ir.output], symbols=(sp.Symbol(n) for n in names), order="canonical"
+    replacements, (output,) = tree_cse(
+        [ir.output], (sp.Symbol(n) for n in names), opt_subs={}, order="canonical"
     )
-    assignments = ir.assignments + tuple((t, e) for t, e in replacements)
+    # Sizes such as `2*out_features` inside column slices are not matrices: put them back.
+    sizes: dict[sp.Basic, sp.Basic] = {}
+    kept = []
+    for target, expr in replacements:
+        expr = expr.xreplace(sizes)
+        if isinstance(expr, MatrixExpr):
+            kept.append((target, expr))
+        else:
+            sizes[target] = expr
+    output = output.xreplace(sizes)
+    assignments = ir.assignments + tuple(kept)
     return dataclasses.replace(ir, assignments=assignments, output=output)
 
 
@@ -203,6 +228,10 @@ def _flatten(node: sp.Basic, kind: type) -> list[sp.Basic]:
     for arg in node.args:
         out.extend(_flatten(arg, kind) if isinstance(arg, kind) else [arg])
     return out
+
+
+def _is_power(node: sp.Basic) -> bool:
+    return isinstance(node, HadamardPower)
 
 
 def _scalars(node: sp.Basic) -> list[sp.Basic]:
