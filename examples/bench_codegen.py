@@ -144,6 +144,11 @@ def train_step(layer: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
+def _synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_steps(steps: dict[str, Callable[[], None]], s: Settings) -> dict[str, float]:
     """Median seconds per call for each step; the steps alternate so drift hits both alike."""
     for step in steps.values():
@@ -152,16 +157,21 @@ def time_steps(steps: dict[str, Callable[[], None]], s: Settings) -> dict[str, f
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(s.reps):
         for name, step in steps.items():
+            _synchronize()
             start = time.perf_counter()
             for _ in range(s.inner):
                 step()
+            _synchronize()  # GPU work is asynchronous: count it to its end
             samples[name].append((time.perf_counter() - start) / s.inner)
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
-def bench_layers(s: Settings) -> None:
+def bench_layers(s: Settings, device: str = "cpu") -> None:
     d = o = s.features
-    print(f"(a) TD layer forward + backward, D={d}, O={o}, rank {RANK}, batch {s.batch}, float32")
+    print(
+        f"(a) TD layer forward + backward, D={d}, O={o}, rank {RANK}, batch {s.batch}, float32, "
+        f"on {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else "")
+    )
     print(
         f"    torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
         f"median of {s.reps} reps x {s.inner} steps after {s.warmup} warm-up steps"
@@ -175,8 +185,9 @@ def bench_layers(s: Settings) -> None:
 
     diff32 = max_difference(generated, reference, x)
     diff64 = max_difference(generated.double(), reference.double(), x.double())
-    generated.float()
-    reference.float()
+    generated.float().to(device)
+    reference.float().to(device)
+    x = x.to(device)
     scale = reference(x).abs().max().item()
     print(
         f"    same function, same weights: max |generated - unfused| = {diff32:.3g} (float32), "
@@ -257,14 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, help="torch.set_num_threads (default: torch's; 1 under --quick)"
     )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="for (a)")
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("skipped (a) on cuda: torch sees no CUDA device", file=sys.stderr)
+        return 1
     # Under --quick the tests may share the cores with other work; one thread keeps OpenMP from
     # spinning against it (oversubscribed runs can be 50x slower).
     threads = args.threads or (1 if args.quick else None)
     if threads:
         torch.set_num_threads(threads)
     settings = QUICK if args.quick else FULL
-    bench_layers(settings)
+    bench_layers(settings, args.device)
     return 0 if bench_cli(settings) else 1
 
 

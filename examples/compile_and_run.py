@@ -1,8 +1,9 @@
-"""Compile every example spec, import the generated module, run a batch, print what it is.
+"""Compile every example spec to PyTorch and ONNX, run a batch through both, print the result.
 
     python examples/compile_and_run.py [SPEC ...]
 
-Uses only the public pipeline: the same as `nscompile SPEC -o model.py` followed by an import.
+Uses only the public pipeline: the same as `nscompile SPEC -o model.py --onnx model.onnx`
+followed by an import and an onnxruntime session.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import torch
 
 from nscompile.errors import SpecError
-from nscompile.pipeline import compile_file, to_torch
+from nscompile.pipeline import compile_file, to_onnx, to_torch
+from nscompile.runtime import Session
 
 EXAMPLES = Path(__file__).resolve().parent
 
@@ -36,8 +38,17 @@ def run(spec: Path, workdir: Path) -> None:
         with torch.no_grad():
             output = model(batch)
         params = sum(p.numel() for p in model.parameters())
+        weights = {k: v.numpy() for k, v in model.state_dict().items()}
+        onnx_path = workdir / f"{spec.stem}_{network.name}.onnx"
+        onnx_path.write_bytes(to_onnx(compiled, network, weights).SerializeToString())
+        session = Session(onnx_path)
+        difference = float(abs(session.run(batch.numpy()) - output.numpy()).max())
         print(f"{spec.name}: network {network.name}: {network.summary}")
         print(f"  input {tuple(batch.shape)} -> output {tuple(output.shape)}, {params} parameters")
+        print(
+            f"  onnxruntime on {session.device} ({session.providers[0]}): "
+            f"max |onnxruntime - torch| = {difference:.2g}"
+        )
     for neuron in compiled.optimized.neurons:
         print(f"  neuron {neuron.name}: y = {neuron.formula}")
 

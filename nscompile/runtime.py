@@ -21,7 +21,13 @@ class Session:
     """An ONNX model ready to run: `Session(path, provider="auto").run(array)`."""
 
     def __init__(self, path: str | Path, provider: str = "auto", verbose: bool = False) -> None:
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise InputError(
+                "running ONNX models needs onnxruntime",
+                hint="pip install 'nscompile[cpu]' (or 'nscompile[gpu]' on an NVIDIA machine)",
+            ) from None
 
         if provider not in PROVIDERS:
             raise InputError(
