@@ -151,7 +151,10 @@ class _GraphBuilder:
             producer_name="nscompile",
             producer_version=__version__,
         )
-        formulas = "; ".join(f"{n.name}: y = {n.formula}" for n in program.neurons)
+        used = {layer.neuron for layer in network.layers}
+        formulas = "; ".join(
+            f"{n.name}: y = {n.formula}" for n in program.neurons if n.name in used
+        )
         metadata = {
             "nscompile.version": __version__,
             "nscompile.spec": program.source_name,

@@ -60,7 +60,12 @@ class Session:
             )
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         self.input_name = inputs[0].name
-        self.input_width = int(inputs[0].shape[1])
+        shape = inputs[0].shape
+        if len(shape) != 2 or not isinstance(shape[1], int):
+            raise InputError(
+                f"'{path}' takes input of shape {shape}; nscompile runs (batch, features) models"
+            )
+        self.input_width = shape[1]
         self.output_name = outputs[0].name
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
 

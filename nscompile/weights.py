@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -71,7 +70,6 @@ def initial_state(source: str, network: str, seed: int) -> dict[str, np.ndarray]
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    sys.modules.pop("nscompile_generated_model", None)
     torch.manual_seed(seed)
     model = module.build(network)
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}

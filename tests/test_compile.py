@@ -159,3 +159,22 @@ def test_float64_and_float32_agree_on_deep_network(tmp_path: Path) -> None:
         double = model.double()(x.double()).numpy()
     assert relative_error(single, double) < 1e-5
     assert np.isfinite(single).all()
+
+
+def test_suspicious_but_allowed_names_stay_attributes(tmp_path: Path, capfd) -> None:
+    """Names like os or system are plain attribute names: importing the module runs nothing."""
+    text = (
+        "neuron os {\n    y = <system, x> + <popen, sin(x)> * <eval_me, x> + b\n}\n"
+        "network sys_net {\n    input 3\n    dense 4 os\n}\n"
+    )
+    _, module = compile_and_import(text, tmp_path)
+    model = module.build()
+    assert {name for name, _ in model.named_parameters()} == {
+        "layer1.system",
+        "layer1.popen",
+        "layer1.eval_me",
+        "layer1.bias",
+    }
+    assert capfd.readouterr() == ("", "")
+    source = (tmp_path / f"{module.__name__}.py").read_text()
+    assert "import os" not in source and "system(" not in source
