@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nscompile import __version__
+from nscompile.cli_data import cmd_run, cmd_search
 from nscompile.errors import InputError, SpecError
 from nscompile.files import write_atomic
 from nscompile.parser import read_source
@@ -92,49 +93,6 @@ def _emit_bytes(data: bytes, output: str, check: bool) -> int:
     return OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from nscompile.data import load_table
-    from nscompile.runtime import Session
-
-    session = Session(args.model, provider=args.provider, verbose=args.verbose)
-    table = load_table(args.data)
-    features = _features_for(table, session.input_width, args.target)
-    predictions = session.run(features)
-    print(
-        f"nscompile: {len(features)} rows of {args.data} through {args.model} on "
-        f"{session.device} ({', '.join(session.providers)})",
-        file=sys.stderr,
-    )
-    if session.metadata.get("nscompile.task") == "classification":
-        shifted = np.exp(predictions - predictions.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
-        header = ["class"] + [f"prob_{i}" for i in range(probs.shape[1])]
-        rows = [[str(int(np.argmax(p)))] + [f"{v:.6g}" for v in p] for p in probs]
-    else:
-        width = predictions.shape[1]
-        header = ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
-        rows = [[f"{v:.7g}" for v in p] for p in predictions]
-    text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
-    return _emit(text, args.output, check=False)
-
-
-def _features_for(table, width: int, target: str | None):  # noqa: ANN001, ANN202
-    """The model's input columns: all of them, or all but the target (the last by default)."""
-    columns = len(table.columns)
-    if target is not None:
-        return table.split(target)[0]
-    if columns == width:
-        return table.values
-    if columns == width + 1:
-        return table.split(None)[0]
-    raise InputError(
-        f"{table.name} has {columns} columns; the model takes {width} inputs",
-        hint="give exactly the input columns, or the inputs plus a target (--target NAME)",
-    )
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     for path in args.specs:
         spec = _front(read_source(path), path)
@@ -206,11 +164,26 @@ def _widths(text: str) -> list[int]:
     return widths
 
 
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], with a message that says the bounds."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
 def _compile_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nscompile",
         description="Compile a neuron spec into a standalone PyTorch module.",
-        epilog="subcommands: check, fmt, ir, import-structure, run (nscompile SUBCOMMAND --help)",
+        epilog="subcommands: " + ", ".join(SUBCOMMANDS) + " (nscompile SUBCOMMAND --help)",
     )
     parser.add_argument("spec", help="the .ns file")
     parser.add_argument("-o", "--output", help="write the module here (default: stdout)")
@@ -260,10 +233,25 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", help="the data's target column, to leave out")
     run.add_argument("--verbose", action="store_true", help="show onnxruntime's own messages")
     run.set_defaults(run=cmd_run)
+    search = sub.add_parser("search", help="find a neuron structure for data (NeuronSeek-TD)")
+    search.add_argument("data", metavar="DATA", help="CSV/Parquet, sklearn:, keel: or synthetic:")
+    search.add_argument("-o", "--output", help="write the spec here (default: stdout)")
+    search.add_argument("--target", help="target column (default: the last)")
+    search.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
+    search.add_argument("--max-order", type=int, default=5, help="1..9 (5)")
+    search.add_argument("--rank", type=int, default=8, help="1..4096 (8)")
+    search.add_argument("--epochs", type=_bounded(1, 100_000), help="training epochs per seed")
+    search.add_argument("--seed", type=int, default=0, help="first seed (0)")
+    search.add_argument("--seeds", type=_bounded(1, 100), default=1, help="seeds to run (1)")
+    search.add_argument("--dims", type=_bounded(1, 10_000), default=10, help="synthetic: inputs")
+    search.add_argument("--rows", type=_bounded(10, 10_000_000), default=2500, help="synthetic")
+    search.add_argument("--summary", metavar="OUT.json", help="write the structure and timings")
+    search.add_argument("--plot", metavar="OUT.png", help="draw loss and gate probabilities")
+    search.set_defaults(run=cmd_search)
     return parser
 
 
-SUBCOMMANDS = ("check", "fmt", "ir", "import-structure", "run")
+SUBCOMMANDS = ("check", "fmt", "ir", "import-structure", "run", "search")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,139 @@
+"""Commands over data: `nscompile run` (onnxruntime predictions) and `nscompile search`.
+
+Heavy imports (onnxruntime, torch, the search) happen inside each command, so `nscompile SPEC`
+and `nscompile check` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nscompile.errors import InputError
+from nscompile.files import write_atomic
+from nscompile.pipeline import front_end
+from nscompile.syntax import MAX_ORDER, MAX_RANK
+from nscompile.unparse import unparse
+
+
+def _emit(text: str, output: str | None) -> int:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nscompile.data import load_table
+    from nscompile.runtime import Session
+
+    session = Session(args.model, provider=args.provider, verbose=args.verbose)
+    table = load_table(args.data)
+    features = _features_for(table, session.input_width, args.target)
+    predictions = session.run(features)
+    print(
+        f"nscompile: {len(features)} rows of {args.data} through {args.model} on "
+        f"{session.device} ({', '.join(session.providers)})",
+        file=sys.stderr,
+    )
+    if session.metadata.get("nscompile.task") == "classification":
+        shifted = np.exp(predictions - predictions.max(axis=1, keepdims=True))
+        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        header = ["class"] + [f"prob_{i}" for i in range(probs.shape[1])]
+        rows = [[str(int(np.argmax(p)))] + [f"{v:.6g}" for v in p] for p in probs]
+    else:
+        width = predictions.shape[1]
+        header = ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
+        rows = [[f"{v:.7g}" for v in p] for p in predictions]
+    text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+    return _emit(text, args.output)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import json
+
+    from nscompile.data import load_table, supervised
+    from nscompile.progress import Progress
+    from nscompile.search import search
+
+    for flag, value, high in (
+        ("--max-order", args.max_order, MAX_ORDER),
+        ("--rank", args.rank, MAX_RANK),
+    ):
+        if not 1 <= value <= high:
+            raise InputError(f"{flag} {value} is outside 1..{high}")
+    table = load_table(args.data, dims=args.dims, rows=args.rows, seed=args.seed)
+    data = supervised(table, args.target, args.task)
+    seeds = tuple(range(args.seed, args.seed + args.seeds))
+    options = {"max_order": args.max_order, "rank": args.rank}
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    bar: Progress | None = None
+
+    def progress(done: int, total: int, seed: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total * len(seeds), f"search {table.name}")
+        bar.advance()
+
+    try:
+        result = search(
+            data.features,
+            data.target,
+            seeds=seeds,
+            progress=progress,
+            task=data.task,
+            data_name=table.name,
+            **options,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    text = unparse(result.spec)
+    front_end(text, args.output or "<search>")  # what we write must compile
+    structure = result.structure
+    print(
+        f"nscompile: {table.name}: pure {structure['pure']}, interact {structure['interact']}, "
+        f"rank {structure['rank']}; agreement {result.agreement:.2f} over {len(seeds)} seed(s); "
+        f"{result.seconds:.1f}s",
+        file=sys.stderr,
+    )
+    if args.summary:
+        summary = {
+            "data": table.name,
+            "task": data.task,
+            "pure": structure["pure"],
+            "interact": structure["interact"],
+            "rank": structure["rank"],
+            "gates": structure.get("gates"),
+            "agreement": result.agreement,
+            "seeds": list(seeds),
+            "per_seed": result.per_seed,
+            "val_metric": result.val_metric,
+            "seconds": result.seconds,
+        }
+        write_atomic(args.summary, json.dumps(summary, indent=2, default=str) + "\n")
+    if args.plot:
+        from nscompile.plots import plot_search
+
+        history = result.history
+        plot_search(args.plot, history["loss"], history["gates"], f"search on {table.name}")
+    return _emit(text, args.output)
+
+
+def _features_for(table, width: int, target: str | None):  # noqa: ANN001, ANN202
+    """The model's input columns: all of them, or all but the target (the last by default)."""
+    columns = len(table.columns)
+    if target is not None:
+        return table.split(target)[0]
+    if columns == width:
+        return table.values
+    if columns == width + 1:
+        return table.split(None)[0]
+    raise InputError(
+        f"{table.name} has {columns} columns; the model takes {width} inputs",
+        hint="give exactly the input columns, or the inputs plus a target (--target NAME)",
+    )

@@ -1,0 +1,41 @@
+"""Figures written as PNG files with matplotlib's non-interactive backend."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+from nscompile.errors import InputError
+from nscompile.files import write_atomic
+
+
+def _pyplot():  # noqa: ANN202
+    try:
+        import matplotlib
+    except ImportError:
+        raise InputError("--plot needs matplotlib", hint="pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_search(
+    path: str, loss: Sequence[float], gates: Mapping[str, Sequence[float]], title: str
+) -> None:
+    """Training loss and every gate's keep probability per epoch, side by side."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(range(1, len(loss) + 1), loss)
+    left.set(xlabel="epoch", ylabel="training loss", title="loss", yscale="log")
+    for name in sorted(gates):
+        right.plot(range(1, len(gates[name]) + 1), gates[name], label=name)
+    right.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    right.set(xlabel="epoch", ylabel="keep probability", title="gates", ylim=(-0.02, 1.02))
+    right.legend(fontsize=7, ncol=2)
+    figure.suptitle(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())

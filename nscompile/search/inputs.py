@@ -1,0 +1,104 @@
+"""Checking and preparing the data of a search: shapes, finite values, task, scaling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nscompile.errors import InputError
+
+MIN_ROWS = 10
+MAX_CLASSES_AUTO = 20
+MAX_ORDER = 9
+MAX_RANK = 4096
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Checked data: standardised features, the target as trained on, and the task."""
+
+    x: np.ndarray  # rows x D, standardised
+    y: np.ndarray  # standardised float (regression) or class indices 0..C-1
+    task: str
+    outputs: int
+    classes: np.ndarray | None
+
+
+def check_params(max_order: object, rank: object, batch_size: object, epochs: object) -> None:
+    """Raise InputError for hyper-parameters outside their bounds."""
+    for name, value, low, high in (
+        ("max_order", max_order, 1, MAX_ORDER),
+        ("rank", rank, 1, MAX_RANK),
+        ("batch_size", batch_size, 2, 1 << 20),
+        ("epochs", epochs, 1, 1 << 20),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise InputError(f"{name} must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise InputError(f"{name} must be in {low}..{high}, got {value}")
+
+
+def prepare(X: object, y: object, task: str, batch_size: int) -> Prepared:
+    """Validate (X, y) and return the standardised arrays and the task.
+
+    Task "auto" is classification when every target value is an integer and there are at
+    most 20 distinct values; otherwise regression.
+
+    Raises:
+        InputError: wrong shapes, NaN or infinite values (naming column and first row), a
+        constant target, one class, or fewer rows than 10 or than half a batch.
+    """
+    X = _numeric(X, "X")
+    y = _numeric(y, "y")
+    if X.ndim != 2:
+        raise InputError(f"X must be a 2-D table (rows x features), got shape {X.shape}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise InputError(f"y must be one column, got shape {y.shape}")
+    if X.shape[0] != y.shape[0]:
+        raise InputError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    if X.shape[1] < 1:
+        raise InputError("X has no feature column")
+    _finite(X, "X")
+    _finite(y[:, None], "y")
+    rows = X.shape[0]
+    if rows < max(MIN_ROWS, batch_size // 2):
+        raise InputError(
+            f"only {rows} rows: a search needs at least {max(MIN_ROWS, batch_size // 2)}",
+            hint="give more rows or a smaller batch_size",
+        )
+    if task not in ("auto", "regression", "classification"):
+        raise InputError(f"unknown task '{task}'", hint="auto, regression or classification")
+    values = np.unique(y)
+    if task == "auto":
+        integral = bool(np.all(values == np.round(values)))
+        task = "classification" if integral and len(values) <= MAX_CLASSES_AUTO else "regression"
+    if len(values) == 1:
+        what = "one class" if task == "classification" else "a constant target"
+        raise InputError(f"y has {what} (every value is {values[0]:g}): nothing to learn")
+    mean, std = X.mean(0), X.std(0)
+    x = (X - mean) / np.where(std > 0, std, 1.0)
+    if task == "classification":
+        classes, labels = np.unique(y, return_inverse=True)
+        return Prepared(x, labels.astype(np.int64), task, len(classes), classes)
+    return Prepared(x, (y - y.mean()) / y.std(), task, 1, None)
+
+
+def _numeric(values: object, name: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{name} is not numeric: {error}") from None
+
+
+def _finite(values: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    column = int(np.argmax(bad.any(axis=0)))
+    row = int(np.argmax(bad[:, column]))
+    what = "NaN" if np.isnan(values[row, column]) else "an infinite value"
+    where = f"column {column}, first at row {row}" if name == "X" else f"row {row}"
+    raise InputError(f"{name} has {what} in {where}", hint="drop or impute those rows")

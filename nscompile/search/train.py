@@ -1,0 +1,158 @@
+"""Training of the search model: the gated search (stage 1) and the pruning refits (stage 2).
+
+Stage 1 (`train_gated`): Adam with per-group learning rates and a per-step cosine decay to
+1e-5, gradient clipping at norm 1, mini-batches of near-equal size (`n // batch_size`
+batches, so no batch is ever smaller than `batch_size` or than the whole set: BatchNorm never
+sees a single row). Schedule, as fractions of the epochs: [0, warmup) gates open (z = 1) and
+lambda = 0; [warmup, ramp_end) gates sampled, lambda rises linearly to lambda_max; then holds.
+
+Stage 2 (`refit`, `prune`): BatchNorm statistics are recomputed on the whole training set and
+frozen, gates are fixed to 0/1, and the remaining model is fitted to convergence with L-BFGS
+(deterministic and precise: a term explaining 1e-4 of the variance is visible). Candidates are
+then tried for removal one at a time; see `prune`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from nscompile.search.model import DualStream
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def train_gated(
+    model: DualStream,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn,
+    *,
+    epochs: int,
+    batch_size: int,
+    lambda_max: float,
+    lrs: dict[str, float],
+    warmup: float,
+    ramp_end: float,
+    relative_penalty: bool,
+    on_epoch: Callable[[int, float, dict[str, float]], None],
+) -> None:
+    """Stage 1: train `model` with sampled gates and the L0 penalty schedule."""
+    opt = torch.optim.Adam(model.parameter_groups(lrs))
+    batches = max(1, x.shape[0] // batch_size)
+    total = max(1, epochs * batches)
+    base = [g["lr"] for g in opt.param_groups]
+    step = 0
+    for epoch in range(epochs):
+        frac = epoch / max(1, epochs)
+        if frac < warmup:
+            lam, mode = 0.0, "open"
+        else:
+            lam = lambda_max * min(1.0, (frac - warmup) / max(1e-9, ramp_end - warmup))
+            mode = "sample"
+        model.train()
+        losses = []
+        for idx in torch.randperm(x.shape[0]).tensor_split(batches):
+            scale = 0.5 * (1.0 + math.cos(math.pi * step / total))
+            for group, lr in zip(opt.param_groups, base, strict=True):
+                group["lr"] = 1e-5 + (lr - 1e-5) * scale
+            task = loss_fn(model(x[idx], mode), y[idx])
+            loss = task
+            if lam > 0.0:
+                weight = lam * (task.detach() if relative_penalty else 1.0)
+                loss = task + weight * model.gates.expected_l0().sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(float(task.detach()))
+            step += 1
+        on_epoch(epoch, sum(losses) / len(losses), model.keep_probabilities())
+
+
+def recalibrate(model: DualStream, x: torch.Tensor) -> None:
+    """Set every BatchNorm's running statistics to the whole of `x`, then switch to eval."""
+    model.train()
+    saved = [norm.momentum for norm in model.norms]
+    for norm in model.norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    with torch.no_grad():
+        model.terms(x)
+    for norm, momentum in zip(model.norms, saved, strict=True):
+        norm.momentum = momentum
+    model.eval()
+
+
+def refit(
+    model: DualStream, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, iters: int
+) -> None:
+    """Fit the active terms of `model` (gates fixed open, BatchNorm frozen) with L-BFGS."""
+    recalibrate(model, x)
+    params = [p for n, p in model.named_parameters() if not n.startswith("gates.")]
+    opt = torch.optim.LBFGS(
+        params, lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x, "open"), y)
+        loss.backward()
+        return loss
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt.step(closure)
+    if not all(torch.isfinite(p).all() for p in params):  # diverged: keep the start
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(before[n])
+
+
+def evaluate(model: DualStream, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> float:
+    """The loss of `model` on (x, y) with its gates open (the mask still applies)."""
+    model.eval()
+    with torch.no_grad():
+        value = float(loss_fn(model(x, "open"), y))
+    return value if math.isfinite(value) else math.inf
+
+
+def prune(
+    model: DualStream,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    loss_fn: LossFn,
+    candidates: list[str],
+    *,
+    tolerance: float,
+    floor: float,
+    iters: int,
+) -> tuple[DualStream, list[str], float]:
+    """Stage 2: backward elimination of the candidate terms on the validation loss.
+
+    The candidates are refitted together (reference validation loss `v`). Then, interaction
+    terms before pure ones and high orders before low ones (the more expensive and the more
+    likely spurious first), each is removed, the rest refitted from the current weights, and
+    the removal is kept when the validation loss stays within `v * (1 + tolerance) + floor`
+    (`v` being the best loss seen). Returns the final model, its terms and validation loss.
+    """
+    x, y, xv, yv = data
+    model = copy.deepcopy(model)
+    keep = [name for name in model.names if name in candidates]
+    model.mask.copy_(torch.tensor([float(n in keep) for n in model.names]))
+    refit(model, x, y, loss_fn, iters)
+    best = evaluate(model, xv, yv, loss_fn)
+    order = sorted(keep, key=lambda n: (n.startswith("pure"), -int(n.rsplit("_", 1)[1])))
+    for name in order:
+        if len(keep) == 1:
+            break
+        trial = copy.deepcopy(model)
+        trial.mask[model.names.index(name)] = 0.0
+        refit(trial, x, y, loss_fn, iters)
+        value = evaluate(trial, xv, yv, loss_fn)
+        if value <= best * (1.0 + tolerance) + floor:
+            model, best = trial, min(best, value)
+            keep.remove(name)
+    return model, keep, best
