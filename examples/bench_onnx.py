@@ -384,9 +384,8 @@ def bench_cpu(s: Settings, networks: list[Deployed], results: dict[str, Any]) ->
     print()
     print("(b) CPU inference: nscompile Session(provider='cpu') vs torch eager (no_grad, float32)")
     print(
-        f"    torch threads {threads['torch_num_threads']}; onnxruntime intra-op threads: "
-        "its default (Session has no option to set it; 0 = one per physical core); "
-        f"os.cpu_count() = {os.cpu_count()}"
+        f"    torch threads {threads['torch_num_threads']}; onnxruntime intra-op threads: the same "
+        f"(Session(threads=...)); os.cpu_count() = {os.cpu_count()}"
     )
     print(f"    median of {s.infer_reps} reps; ms per batch (Session.run: numpy in/out, checks)")
     print(
@@ -395,7 +394,7 @@ def bench_cpu(s: Settings, networks: list[Deployed], results: dict[str, Any]) ->
     rows: list[dict[str, Any]] = []
     results["rows"] = rows
     for net in networks:
-        session = Session(net.onnx_path, provider="cpu")
+        session = Session(net.onnx_path, provider="cpu", threads=torch.get_num_threads())
         for batch in s.cpu_batches:
             x = batch_input(net.input_width, batch)
             tensor = torch.from_numpy(x)

@@ -20,7 +20,14 @@ CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 class Session:
     """An ONNX model ready to run: `Session(path, provider="auto").run(array)`."""
 
-    def __init__(self, path: str | Path, provider: str = "auto", verbose: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        provider: str = "auto",
+        verbose: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        """Open `path`; `threads` sets onnxruntime's intra-op threads (default: its own choice)."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -37,6 +44,8 @@ class Session:
             raise InputError(f"no model file '{path}'")
         options = ort.SessionOptions()
         options.log_severity_level = 0 if verbose else 3
+        if threads is not None:
+            options.intra_op_num_threads = threads
         if not verbose:
             ort.set_default_logger_severity(3)
         available = ort.get_available_providers()
