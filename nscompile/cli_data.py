@@ -86,7 +86,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             seeds=seeds,
             progress=progress,
             task=data.task,
-            data_name=table.name,
+            name=table.name,
             **options,
         )
     finally:

@@ -85,5 +85,9 @@ def test_generated_networks_match_on_onnxruntime(spec) -> None:
             assert relative_error(exact, reference) < 1e-9, unparse(spec)
             # ... and onnxruntime, in float32, is as close as torch's own float32 run (a deep
             # spec like sin(<w, x**4>) amplifies rounding beyond 1e-5 in any float32 engine).
+            # The error is taken relative to the output's scale floored at 1: onnxruntime's
+            # float32 Sigmoid is accurate to ~1e-9 absolute, not relative, deep in its tail.
             tolerance = max(1e-5, 4 * relative_error(single, reference))
-            assert relative_error(session.run(x.numpy()), reference) < tolerance, unparse(spec)
+            scale = max(float(np.abs(reference).max()), 1.0)
+            error = float(np.abs(session.run(x.numpy()) - reference).max()) / scale
+            assert error < tolerance, unparse(spec)

@@ -10,7 +10,6 @@ import torch
 from sklearn.base import BaseEstimator
 from torch.nn import functional as F
 
-
 from nscompile.search import train
 from nscompile.search.inputs import check_params, prepare
 from nscompile.search.model import DualStream
@@ -67,7 +66,7 @@ class NeuronSeek(BaseEstimator):
         relative_penalty: bool = True,
         prune: bool = True,
         tolerance: float = 0.1,
-        floor: float = 1e-5,
+        floor: float = 2e-6,
         refit_iters: int = 150,
         validation_fraction: float = 0.2,
         hidden: tuple[int, ...] = (6, 3),
@@ -119,7 +118,9 @@ class NeuronSeek(BaseEstimator):
         torch.manual_seed(self.seed)
         rows = data.x.shape[0]
         order = np.random.default_rng(self.seed).permutation(rows)
-        n_val = min(rows - max(2, self.batch_size // 2), max(2, int(rows * self.validation_fraction)))
+        n_val = min(
+            rows - max(2, self.batch_size // 2), max(2, int(rows * self.validation_fraction))
+        )
         val, fit = order[:n_val], order[n_val:]
         x = torch.tensor(data.x, dtype=torch.float32)
         if data.task == "classification":

@@ -72,12 +72,12 @@ def prepare(X: object, y: object, task: str, batch_size: int) -> Prepared:
     if task not in ("auto", "regression", "classification"):
         raise InputError(f"unknown task '{task}'", hint="auto, regression or classification")
     values = np.unique(y)
-    if task == "auto":
-        integral = bool(np.all(values == np.round(values)))
-        task = "classification" if integral and len(values) <= MAX_CLASSES_AUTO else "regression"
     if len(values) == 1:
         what = "one class" if task == "classification" else "a constant target"
         raise InputError(f"y has {what} (every value is {values[0]:g}): nothing to learn")
+    if task == "auto":
+        integral = bool(np.all(values == np.round(values)))
+        task = "classification" if integral and len(values) <= MAX_CLASSES_AUTO else "regression"
     x = scale_features(X)
     if task == "classification":
         classes, labels = np.unique(y, return_inverse=True)

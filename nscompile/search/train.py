@@ -88,9 +88,7 @@ def recalibrate(model: DualStream, x: torch.Tensor) -> None:
     model.eval()
 
 
-def refit(
-    model: DualStream, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, iters: int
-) -> None:
+def refit(model: DualStream, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, iters: int) -> None:
     """Fit the active terms of `model` (gates fixed open, BatchNorm frozen) with L-BFGS."""
     recalibrate(model, x)
     params = [p for n, p in model.named_parameters() if not n.startswith("gates.")]
