@@ -65,6 +65,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     ):
         if not 1 <= value <= high:
             raise InputError(f"{flag} {value} is outside 1..{high}")
+    if args.plot:
+        from nscompile.plots import require_matplotlib
+
+        require_matplotlib()  # fail before the search, not after it
     table = load_table(args.data, dims=args.dims, rows=args.rows, seed=args.seed)
     data = supervised(table, args.target, args.task)
     seeds = tuple(range(args.seed, args.seed + args.seeds))

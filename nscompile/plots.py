@@ -20,6 +20,11 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
+def require_matplotlib() -> None:
+    """Raise InputError now if --plot could not be honoured later."""
+    _pyplot()
+
+
 def plot_search(
     path: str, loss: Sequence[float], gates: Mapping[str, Sequence[float]], title: str
 ) -> None:
