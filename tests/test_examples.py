@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-SCRIPTS = sorted(EXAMPLES.glob("*.py"))
+SCRIPTS = sorted(EXAMPLES.glob("*.py")) + sorted(EXAMPLES.glob("paper/*.py"))
 SPECS = sorted(EXAMPLES.glob("*.ns"))
 NEEDS_GPU = re.compile(r"^NEEDS_GPU\s*=\s*True\b", re.MULTILINE)
 

@@ -17,8 +17,10 @@ nscompile's search and tnlearn's genetic-programming symbolic regression side by
 `random_state` takes the search seeds 0..seeds-1. Default class `GPSymRegressor` (tnlearn 0.2.0's
 current regressor, mode 'base': + - * neg and inner products `<a, b>`); `VecSymRegressor` is its
 legacy vectorised one (+ - * neg, `c@x**k` notation). The GP budget is cut far below tnlearn's
-defaults (population 5000, 20 generations, depth 6) so that the 15 formulas with one seed run in
-about ten minutes on two cores; the settings used are printed. tnlearn's progress bars and
+defaults (population 5000, 20 generations, depth 6: about an hour per formula here, going by
+90 s at population 300 and 8 generations) so that the 15 formulas with one seed run in about six
+minutes on two shared cores (about 20 s per tnlearn fit, 4 s per nscompile search); the settings
+used are printed. tnlearn's progress bars and
 warnings are silenced; seconds are the `fit` call only.
 
 Reading a tnlearn formula as a structure. The formula is over one symbol x, evaluated
