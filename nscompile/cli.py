@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nscompile import __version__
 from nscompile.cli_data import cmd_run, cmd_search
+from nscompile.cli_train import add_parsers as add_train_parsers
 from nscompile.errors import InputError, SpecError
 from nscompile.files import write_atomic
 from nscompile.parser import read_source
@@ -248,10 +249,11 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     search.add_argument("--summary", metavar="OUT.json", help="write the structure and timings")
     search.add_argument("--plot", metavar="OUT.png", help="draw loss and gate probabilities")
     search.set_defaults(run=cmd_search)
+    add_train_parsers(sub)  # train, eval, fit
     return parser
 
 
-SUBCOMMANDS = ("check", "fmt", "ir", "import-structure", "run", "search")
+SUBCOMMANDS = ("check", "fmt", "ir", "import-structure", "run", "search", "train", "eval", "fit")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,11 +40,13 @@ STAGES = (
     "synthetic",
     "data",
     "search",
+    "train",
     "weights",
     "runtime",
     "progress",
     "plots",
     "cli_data",
+    "cli_train",
     "cli",
     "__main__",
 )

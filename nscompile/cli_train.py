@@ -1,0 +1,302 @@
+"""Commands that train: `nscompile train`, `nscompile eval` and `nscompile fit`.
+
+Heavy imports (torch, onnxruntime, the search) happen inside each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nscompile.errors import InputError
+
+TASK_CHOICES = ("auto", "regression", "classification")
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory")
+    parser.add_argument("--target", help="target column (default: the last)")
+    parser.add_argument("--task", choices=TASK_CHOICES, default="auto")
+    parser.add_argument("--epochs", type=_bounded(1, 100_000), default=100, help="(100)")
+    parser.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's rate (1e-3)")
+    parser.add_argument("--patience", type=_bounded(1, 100_000), default=20, help="(20)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (0)")
+    parser.add_argument("--seeds", type=_bounded(1, 100), default=1, help="seeds to run (1)")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        choices=("mlp", "mlp-params"),
+        help="also train an MLP with the same hidden widths (mlp) or parameter count "
+        "(mlp-params); repeatable",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--dims", type=_bounded(1, 10_000), default=10, help="synthetic: inputs")
+    parser.add_argument("--rows", type=_bounded(10, 10_000_000), default=2500, help="synthetic")
+
+
+def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's private subparsers type)
+    """Register train, eval and fit on the subcommand parser."""
+    train = sub.add_parser("train", help="train a spec's network on data; write a run directory")
+    train.add_argument("spec", metavar="SPEC")
+    train.add_argument("data", metavar="DATA", help="CSV/Parquet, sklearn:, keel: or synthetic:")
+    train.add_argument("--network", help="which network, when the spec has several")
+    _training_options(train)
+    train.set_defaults(run=cmd_train)
+    evaluate = sub.add_parser("eval", help="evaluate a run's model.onnx on data (onnxruntime)")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("data", metavar="DATA")
+    evaluate.add_argument("--target", help="target column (default: the run's, else the last)")
+    evaluate.set_defaults(run=cmd_eval)
+    fit = sub.add_parser("fit", help="search a structure, then train, export and check it")
+    fit.add_argument("data", metavar="DATA")
+    fit.add_argument("--search-epochs", type=_bounded(1, 100_000), help="search epochs per seed")
+    _training_options(fit)
+    fit.set_defaults(run=cmd_fit)
+
+
+def plot_curves(path: Path, payload: dict[str, Any]) -> None:
+    """Loss (train and validation) and the validation metric per epoch, for every model."""
+    import io
+
+    from nscompile.files import write_atomic
+    from nscompile.plots import _pyplot
+
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, history in payload["curves"].items():
+        epochs = range(1, len(history["train_loss"]) + 1)
+        (line,) = left.plot(epochs, history["train_loss"], label=f"{key} train")
+        left.plot(epochs, history["val_loss"], "--", color=line.get_color(), label=f"{key} val")
+        right.plot(epochs, history["val_metric"], color=line.get_color(), label=key)
+    metric = "accuracy" if payload["task"] == "classification" else "MSE (standardised)"
+    left.set(xlabel="epoch", ylabel="loss", title="loss", yscale="log")
+    right.set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202
+    from nscompile.data import load_table, supervised
+
+    table = load_table(args.data, dims=args.dims, rows=args.rows, seed=args.seed)
+    return supervised(table, args.target, args.task)
+
+
+def _train(args: argparse.Namespace, spec_text: str, spec_file: str, data, extra=None):  # noqa: ANN001, ANN202
+    from nscompile.plots import require_matplotlib
+    from nscompile.progress import Progress
+    from nscompile.train import Protocol, train_run
+
+    require_matplotlib()
+    protocol = Protocol(epochs=args.epochs, lr=args.lr, patience=args.patience)
+    seeds = tuple(range(args.seed, args.seed + args.seeds))
+    models = 1 + len(set(args.baseline))
+    bar = Progress(models * len(seeds) * args.epochs, f"train {data.name}")
+
+    def progress(key: str, seed: int, epoch: int, epochs: int) -> None:
+        bar.advance()
+
+    try:
+        return train_run(
+            spec_text,
+            spec_file,
+            data,
+            args.output,
+            network=getattr(args, "network", None),
+            seeds=seeds,
+            protocol=protocol,
+            baselines=args.baseline,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            extra_files=extra,
+            progress=progress,
+            plot=plot_curves,
+        )
+    except KeyboardInterrupt:
+        print(
+            "nscompile: training interrupted; continue with the same command and --resume",
+            file=sys.stderr,
+        )
+        raise
+    finally:
+        bar.close()
+
+
+def _fmt(record: dict[str, Any], std: dict[str, Any] | None = None) -> str:
+    keys = [k for k in record if k != "loss"] + ["loss"]
+    if std is None:
+        return ", ".join(f"{k} {record[k]:.4f}" for k in keys)
+    return ", ".join(f"{k} {record[k]:.4f}±{std[k]:.4f}" for k in keys)
+
+
+def _report(metrics: dict[str, Any]) -> list[str]:
+    lines = [
+        f"data {metrics['data']['name']} ({metrics['data']['task']}, target "
+        f"'{metrics['data']['target']}'); split {metrics['split']}; seeds {metrics['seeds']}"
+    ]
+    for key, model in metrics["models"].items():
+        epochs = [r["epochs_run"] for r in model["per_seed"]]
+        lines.append(
+            f"  {key:10s} {model['parameters']:>8d} params  hidden {model['hidden']}  "
+            f"epochs {epochs}  {model['seconds']:.1f}s"
+        )
+        lines.append(f"  {'':10s} test: {_fmt(model['mean']['test'], model['std']['test'])}")
+    return lines
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nscompile.parser import read_source
+
+    spec_text = read_source(args.spec)
+    data = _load(args)
+    result = _train(args, spec_text, args.spec, data)
+    print("\n".join(_report(result.metrics)))
+    print(f"nscompile: wrote {result.path}", file=sys.stderr)
+    return 0
+
+
+def compare(run_dir: Path, features, target):  # noqa: ANN001, ANN201
+    """(onnxruntime metrics, torch metrics, max |difference| of outputs) of a run on data."""
+    import numpy as np
+    import torch
+
+    from nscompile.runtime import Session
+    from nscompile.train import load_module, metrics
+    from nscompile.train.core import Scaler, predict
+
+    recorded = read_metrics(run_dir)
+    task = recorded["data"]["task"]
+    scaler = Scaler.from_dict(recorded["scaler"])
+    x, y = scaler.features(features), scaler.target(target, task)
+    onnx_out = Session(run_dir / "model.onnx", provider="cpu").run(x)
+    model = load_module(run_dir / "model.py").build(recorded["spec"]["network"])
+    model.load_state_dict(torch.load(run_dir / "weights.pt", weights_only=True))
+    torch_out = predict(model, x)
+    diff = float(np.max(np.abs(onnx_out - torch_out))) if len(x) else 0.0
+    return metrics(task, onnx_out, y), metrics(task, torch_out, y), diff
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InputError(
+            f"{run_dir} is not a training run (no readable metrics.json)",
+            hint="make one with `nscompile train SPEC DATA -o RUN_DIR`",
+        ) from None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from nscompile.data import load_table, supervised
+
+    run_dir = Path(args.run_dir)
+    recorded = read_metrics(run_dir)
+    table = load_table(args.data)
+    target = args.target
+    if target is None and recorded["data"]["target"] in table.columns:
+        target = recorded["data"]["target"]
+    data = supervised(table, target, recorded["data"]["task"])
+    width = recorded["data"]["features"]
+    if data.features.shape[1] != width:
+        raise InputError(
+            f"the run's model takes {width} inputs; {data.name} has "
+            f"{data.features.shape[1]} feature columns"
+        )
+    onnx_scores, torch_scores, diff = compare(run_dir, data.features, data.target)
+    print(f"{data.name}: {len(data.target)} rows, target '{data.target_name}'")
+    print(f"onnxruntime: {_fmt(onnx_scores)}")
+    print(f"torch:       {_fmt(torch_scores)}")
+    print(f"max |onnxruntime - torch| of the outputs: {diff:.3g}")
+    if diff > 1e-3:
+        raise InputError(f"onnxruntime and torch disagree by {diff:.3g}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from nscompile.pipeline import front_end
+    from nscompile.progress import Progress
+    from nscompile.search import search
+    from nscompile.unparse import unparse
+
+    run_dir = Path(args.output)
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (args.overwrite or args.resume):
+        raise InputError(
+            f"{run_dir} exists and is not empty", hint="choose another directory or --overwrite"
+        )
+    data = _load(args)
+    seeds = tuple(range(args.seed, args.seed + args.seeds))
+    options: dict[str, Any] = {}
+    if args.search_epochs is not None:
+        options["epochs"] = args.search_epochs
+    bar: Progress | None = None
+
+    def progress(done: int, total: int, seed: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total * len(seeds), f"search {data.name}")
+        bar.advance()
+
+    try:
+        found = search(
+            data.features,
+            data.target,
+            seeds=seeds,
+            progress=progress,
+            task=data.task,
+            name=data.name,
+            **options,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    spec_text = unparse(found.spec)
+    front_end(spec_text, "spec.ns")
+    result = _train(args, spec_text, "spec.ns", data, extra={"spec.ns": spec_text})
+    _, _, diff = compare(result.path, data.features, data.target)
+    structure = found.structure
+    lines = [
+        f"structure: pure {structure['pure']}, interact {structure['interact']}, "
+        f"rank {structure['rank']}; agreement {found.agreement:.2f} over {len(seeds)} seed(s); "
+        f"search {found.seconds:.1f}s",
+        *_report(result.metrics),
+        f"onnxruntime vs torch on all {len(data.target)} rows: max difference {diff:.3g}",
+        f"total training {result.metrics['seconds']:.1f}s; run in {result.path}",
+    ]
+    print("\n".join(lines))
+    if diff > 1e-3:
+        raise InputError(f"onnxruntime and torch disagree by {diff:.3g}")
+    return 0
