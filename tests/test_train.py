@@ -96,7 +96,7 @@ def test_eval_agrees_with_torch(cli_run: Path, capsys: pytest.CaptureFixture[str
     onnx_line = next(line for line in out.splitlines() if line.startswith("onnxruntime:"))
     torch_line = next(line for line in out.splitlines() if line.startswith("torch:"))
     assert onnx_line.split(":", 1)[1].strip() == torch_line.split(":", 1)[1].strip()
-    diff = float(out.rsplit(":", 1)[1])
+    diff = float(out.rsplit("relative difference of the outputs", 1)[1])
     assert diff < 1e-4
 
 
