@@ -96,8 +96,10 @@ def _children(node: syntax.Expr) -> tuple[syntax.Expr, ...]:
         return node.args
     if isinstance(node, syntax.BinOp):
         return (node.left, node.right)
-    if isinstance(node, (syntax.Neg, syntax.Pow)):
-        return (node.operand,) if isinstance(node, syntax.Neg) else (node.base,)
+    if isinstance(node, syntax.Neg):
+        return (node.operand,)
+    if isinstance(node, syntax.Pow):
+        return (node.base,)
     return ()
 
 
