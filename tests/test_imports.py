@@ -45,6 +45,7 @@ STAGES = (
     "runtime",
     "progress",
     "plots",
+    "estimators",
     "cli_data",
     "cli_train",
     "cli",
