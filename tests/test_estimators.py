@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pickle
 import warnings
 from pathlib import Path
@@ -223,7 +225,12 @@ def test_check_estimator(cls) -> None:
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
     assert not failed, failed
     assert xfailed == set(expected)
-    assert skipped <= {"check_array_api_input"}, skipped
+    # scikit-learn skips the array-API check without SCIPY_ARRAY_API, and the
+    # *_data_not_an_array checks when pandas is not installed (CI does not install it).
+    allowed = {"check_array_api_input"}
+    if importlib.util.find_spec("pandas") is None:
+        allowed |= {"check_classifier_data_not_an_array", "check_regressor_data_not_an_array"}
+    assert skipped <= allowed, skipped
     assert len(results) > 45
 
 
