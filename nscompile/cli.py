@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nscompile import __version__
-from nscompile.cli_data import cmd_run, cmd_search
+from nscompile.cli_data import bounded_int, cmd_run, cmd_search
 from nscompile.cli_train import add_parsers as add_train_parsers
 from nscompile.errors import InputError, SpecError
 from nscompile.files import write_atomic
@@ -165,21 +165,6 @@ def _widths(text: str) -> list[int]:
     return widths
 
 
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high], with a message that says the bounds."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
-        return value
-
-    return parse
-
-
 def _compile_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nscompile",
@@ -241,11 +226,11 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     search.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
     search.add_argument("--max-order", type=int, default=5, help="1..9 (5)")
     search.add_argument("--rank", type=int, default=8, help="1..4096 (8)")
-    search.add_argument("--epochs", type=_bounded(1, 100_000), help="training epochs per seed")
+    search.add_argument("--epochs", type=bounded_int(1, 100_000), help="training epochs per seed")
     search.add_argument("--seed", type=int, default=0, help="first seed (0)")
-    search.add_argument("--seeds", type=_bounded(1, 100), default=1, help="seeds to run (1)")
-    search.add_argument("--dims", type=_bounded(1, 10_000), default=10, help="synthetic: inputs")
-    search.add_argument("--rows", type=_bounded(10, 10_000_000), default=2500, help="synthetic")
+    search.add_argument("--seeds", type=bounded_int(1, 100), default=1, help="seeds to run (1)")
+    search.add_argument("--dims", type=bounded_int(1, 10_000), default=10, help="synthetic: inputs")
+    search.add_argument("--rows", type=bounded_int(10, 10_000_000), default=2500, help="synthetic")
     search.add_argument("--summary", metavar="OUT.json", help="write the structure and timings")
     search.add_argument("--plot", metavar="OUT.png", help="draw loss and gate probabilities")
     search.set_defaults(run=cmd_search)

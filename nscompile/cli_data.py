@@ -8,12 +8,57 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from nscompile.errors import InputError
 from nscompile.files import write_atomic
 from nscompile.pipeline import front_end
 from nscompile.syntax import MAX_ORDER, MAX_RANK
 from nscompile.unparse import unparse
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], with a message that says the bounds."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def run_search(data, seeds: tuple[int, ...], options: dict[str, Any]):  # noqa: ANN001, ANN201
+    """`nscompile.search.search` on supervised data, with a progress bar on a terminal."""
+    from nscompile.progress import Progress
+    from nscompile.search import search
+
+    bar: Progress | None = None
+
+    def progress(done: int, total: int, seed: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total * len(seeds), f"search {data.name}")
+        bar.advance()
+
+    try:
+        return search(
+            data.features,
+            data.target,
+            seeds=seeds,
+            progress=progress,
+            task=data.task,
+            name=data.name,
+            **options,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _emit(text: str, output: str | None) -> int:
@@ -56,8 +101,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     import json
 
     from nscompile.data import load_table, supervised
-    from nscompile.progress import Progress
-    from nscompile.search import search
 
     for flag, value, high in (
         ("--max-order", args.max_order, MAX_ORDER),
@@ -75,27 +118,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     options = {"max_order": args.max_order, "rank": args.rank}
     if args.epochs is not None:
         options["epochs"] = args.epochs
-    bar: Progress | None = None
-
-    def progress(done: int, total: int, seed: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progress(total * len(seeds), f"search {table.name}")
-        bar.advance()
-
-    try:
-        result = search(
-            data.features,
-            data.target,
-            seeds=seeds,
-            progress=progress,
-            task=data.task,
-            name=table.name,
-            **options,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
+    result = run_search(data, seeds, options)
     text = unparse(result.spec)
     front_end(text, args.output or "<search>")  # what we write must compile
     structure = result.structure

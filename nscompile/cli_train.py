@@ -8,26 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nscompile.cli_data import bounded_int, run_search
 from nscompile.errors import InputError
 
 TASK_CHOICES = ("auto", "regression", "classification")
-
-
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
-        return value
-
-    return parse
 
 
 def _positive_float(text: str) -> float:
@@ -44,11 +31,11 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory")
     parser.add_argument("--target", help="target column (default: the last)")
     parser.add_argument("--task", choices=TASK_CHOICES, default="auto")
-    parser.add_argument("--epochs", type=_bounded(1, 100_000), default=100, help="(100)")
+    parser.add_argument("--epochs", type=bounded_int(1, 100_000), default=100, help="(100)")
     parser.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's rate (1e-3)")
-    parser.add_argument("--patience", type=_bounded(1, 100_000), default=20, help="(20)")
+    parser.add_argument("--patience", type=bounded_int(1, 100_000), default=20, help="(20)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (0)")
-    parser.add_argument("--seeds", type=_bounded(1, 100), default=1, help="seeds to run (1)")
+    parser.add_argument("--seeds", type=bounded_int(1, 100), default=1, help="seeds to run (1)")
     parser.add_argument(
         "--baseline",
         action="append",
@@ -59,8 +46,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    parser.add_argument("--dims", type=_bounded(1, 10_000), default=10, help="synthetic: inputs")
-    parser.add_argument("--rows", type=_bounded(10, 10_000_000), default=2500, help="synthetic")
+    parser.add_argument("--dims", type=bounded_int(1, 10_000), default=10, help="synthetic: inputs")
+    parser.add_argument("--rows", type=bounded_int(10, 10_000_000), default=2500, help="synthetic")
 
 
 def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's private subparsers type)
@@ -78,7 +65,7 @@ def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's private subparser
     evaluate.set_defaults(run=cmd_eval)
     fit = sub.add_parser("fit", help="search a structure, then train, export and check it")
     fit.add_argument("data", metavar="DATA")
-    fit.add_argument("--search-epochs", type=_bounded(1, 100_000), help="search epochs per seed")
+    fit.add_argument("--search-epochs", type=bounded_int(1, 100_000), help="search epochs per seed")
     _training_options(fit)
     fit.set_defaults(run=cmd_fit)
 
@@ -253,8 +240,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from nscompile.pipeline import front_end
-    from nscompile.progress import Progress
-    from nscompile.search import search
     from nscompile.unparse import unparse
 
     run_dir = Path(args.output)
@@ -267,27 +252,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.search_epochs is not None:
         options["epochs"] = args.search_epochs
-    bar: Progress | None = None
-
-    def progress(done: int, total: int, seed: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progress(total * len(seeds), f"search {data.name}")
-        bar.advance()
-
-    try:
-        found = search(
-            data.features,
-            data.target,
-            seeds=seeds,
-            progress=progress,
-            task=data.task,
-            name=data.name,
-            **options,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
+    found = run_search(data, seeds, options)
     spec_text = unparse(found.spec)
     front_end(spec_text, "spec.ns")
     result = _train(args, spec_text, "spec.ns", data, extra={"spec.ns": spec_text})

@@ -27,6 +27,7 @@ from nscompile.ir import (
     NeuronIR,
     ProgramIR,
     VStack,
+    product_factors,
 )
 
 OPSET = 18
@@ -218,13 +219,8 @@ class _NeuronLowering:
         return result
 
     def matmul(self, node: MatMul) -> str:
-        scalar = float(sp.Mul(*[a for a in node.args if not isinstance(a, sp.MatrixExpr)]))
-        matrices = [a for a in node.args if isinstance(a, sp.MatrixExpr)]
-        # OneMatrix(batch, 1) @ bias is the bias broadcast over the batch.
-        while (
-            len(matrices) > 1 and isinstance(matrices[0], OneMatrix) and matrices[0].shape[1] == 1
-        ):
-            matrices = matrices[1:]
+        coefficient, matrices = product_factors(node)
+        scalar = float(coefficient)
         if all(isinstance(m, OneMatrix) for m in matrices):
             return self.graph.constant(scalar)
         result = self.chain("MatMul", [self.lower(m) for m in matrices])

@@ -25,6 +25,7 @@ from nscompile.ir import (
     ProgramIR,
     VStack,
     column_partitions,
+    product_factors,
 )
 from nscompile.naming import unique_class_names
 from nscompile.resources import data_path
@@ -170,13 +171,7 @@ class TorchPrinter:
         raise InternalError(f"unknown symbol {name}")
 
     def matmul(self, node: MatMul) -> tuple[str, int]:
-        scalar = sp.Mul(*[a for a in node.args if not isinstance(a, sp.MatrixExpr)])
-        matrices = [a for a in node.args if isinstance(a, sp.MatrixExpr)]
-        # OneMatrix(batch, 1) @ bias is the bias broadcast over the batch: print the bias.
-        while (
-            len(matrices) > 1 and isinstance(matrices[0], OneMatrix) and matrices[0].shape[1] == 1
-        ):
-            matrices = matrices[1:]
+        scalar, matrices = product_factors(node)
         if all(isinstance(m, OneMatrix) for m in matrices):
             return _number(scalar)
         code = " @ ".join(self.operand(m, _MUL) for m in matrices)

@@ -238,3 +238,16 @@ def _chain(
     if len(ordered) != len(pieces) or sp.simplify(position - width) != 0:
         return None
     return ordered
+
+
+def product_factors(node: sp.Basic) -> tuple[sp.Expr, list[MatrixExpr]]:
+    """A `MatMul` as (scalar coefficient, matrix factors), for the backends.
+
+    A leading `OneMatrix(batch, 1)` only broadcasts a bias row over the batch, which both
+    backends do implicitly, so it is dropped here.
+    """
+    scalar = sp.Mul(*[a for a in node.args if not isinstance(a, MatrixExpr)])
+    matrices = [a for a in node.args if isinstance(a, MatrixExpr)]
+    while len(matrices) > 1 and isinstance(matrices[0], sp.OneMatrix) and matrices[0].shape[1] == 1:
+        matrices = matrices[1:]
+    return scalar, matrices
