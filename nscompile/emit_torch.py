@@ -184,8 +184,33 @@ class TorchPrinter:
         return f"{_number(scalar)[0]} * {code}", _MUL
 
     def add(self, node: MatAdd) -> tuple[str, int]:
-        parts: list[str] = []
-        for term in node.args:
+        """A sum; its matrix products accumulate into the rest with `torch.addmm`.
+
+        `torch.addmm(c, a, b)` adds `a @ b` into `c` in the GEMM itself: no separate product
+        tensor and no separate add, forward or backward.
+        """
+        gemms = [t for t in node.args if _gemm(t)]
+        rest = [t for t in node.args if t not in gemms]
+        constants = [t for t in rest if _constant(t)]
+        tensors = [t for t in rest if t not in constants]
+        if not gemms or len(node.args) == 1:
+            return self.sum(list(node.args))
+        if tensors:
+            acc = self.sum(tensors)[0]
+        else:
+            acc, _ = self.print(gemms[0])
+            gemms = gemms[1:]
+        for term in gemms:
+            scalar, (a, b) = product_factors(term)
+            alpha = "" if scalar == 1 else f", alpha={_number(scalar)[0]}"
+            acc = f"torch.addmm({acc}, {self(a)}, {self(b)}{alpha})"
+        if not constants:
+            return acc, _ATOM
+        return self.sum(constants, first=acc)
+
+    def sum(self, terms: list[sp.Basic], first: str = "") -> tuple[str, int]:
+        parts: list[str] = [first] if first else []
+        for term in terms:
             code, precedence = self.print(term)
             if parts and code.startswith("-") and precedence in (_NEG, _MUL):
                 parts.append(f"- {code[1:]}")
@@ -212,6 +237,27 @@ class TorchPrinter:
         mat, start, stop = node.args
         lo = "" if start == 0 else _size_code(start)
         return f"{self.operand(mat, _ATOM - 1)}[:, {lo}:{_size_code(stop)}]", _ATOM
+
+
+def _gemm(term: sp.Basic) -> bool:
+    """A product of exactly two matrices with a numeric coefficient: `torch.addmm` material."""
+    if not isinstance(term, MatMul):
+        return False
+    scalar, matrices = product_factors(term)
+    return (
+        scalar.is_number
+        and len(matrices) == 2
+        and not any(isinstance(m, OneMatrix) for m in matrices)
+    )
+
+
+def _constant(term: sp.Basic) -> bool:
+    """A number broadcast over the batch: not a tensor, so never `torch.addmm`'s input."""
+    if isinstance(term, sp.Expr) and term.is_number:
+        return True
+    return isinstance(term, MatMul) and all(
+        isinstance(m, OneMatrix) for m in product_factors(term)[1]
+    )
 
 
 def _number(value: sp.Basic) -> tuple[str, int]:
