@@ -119,7 +119,10 @@ def _init_code(param: Param) -> str:
         return f"nn.init.zeros_(self.{param.name})"
     fan = _size_code(init.fan_in)
     m2 = "" if init.second_moment == 1 else f"{init.second_moment:.6g} * "
-    return f"nn.init.normal_(self.{param.name}, std={init.scale:.6g} / math.sqrt({m2}{fan}))"
+    size = f"{init.scale:.6g} / math.sqrt({m2}{fan})"
+    if init.uniform:
+        return f"nn.init.uniform_(self.{param.name}, -{size}, {size})"
+    return f"nn.init.normal_(self.{param.name}, std={size})"
 
 
 class TorchPrinter:

@@ -87,11 +87,16 @@ def elementwise(name: str, arg: MatrixExpr) -> Apply:
 
 @dataclass(frozen=True)
 class Init:
-    """Normal init, std = scale / sqrt(second_moment * fan_in); zeros when scale is 0."""
+    """Normal init, std = scale / sqrt(second_moment * fan_in); zeros when scale is 0.
+
+    `uniform`: U(-bound, bound) with bound = scale / sqrt(second_moment * fan_in) instead, as
+    `nn.Linear` initialises its weight and bias (bound 1 / sqrt(fan_in)).
+    """
 
     fan_in: sp.Expr
     second_moment: float = 1.0
     scale: float = 1.0
+    uniform: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,8 @@ class NeuronIR:
             init = p.init
             lines.append(
                 f"  param {p.name}[{shape}] {p.role} "
-                f"init(fan_in={init.fan_in}, m2={init.second_moment:.6g}, scale={init.scale:.6g})"
+                f"init({'uniform, ' if init.uniform else ''}fan_in={init.fan_in}, "
+                f"m2={init.second_moment:.6g}, scale={init.scale:.6g})"
             )
         for target, expr in self.assignments:
             lines.append(f"  {target} = {sp.sstr(expr, order='lex')}")

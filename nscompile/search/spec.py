@@ -22,11 +22,18 @@ def spec_for(
 ) -> syntax.Spec:
     """A Spec with neuron `td` of `structure` and network `net` for the data's width and task.
 
-    `comments` are provenance lines without the leading "# ".
+    `comments` are provenance lines without the leading "# ". The neuron always keeps the linear
+    term `<w1, x>`: the search judges a one-layer map of the standardised input, but in a
+    network a layer without it (`<w2, x**2> + b`) loses every feature's sign and cannot pass a
+    ReLU activation on unchanged. On the tabular benchmark the searched P{2} on breast_cancer
+    trained to 66-85% test accuracy without it, 96-99% with it.
     """
+    pure = sorted(set(structure["pure"]) | {1})
+    if 1 not in structure["pure"] and 1 not in structure["interact"]:
+        comments = [*comments, "pure order 1 added: a network's neuron always keeps <w1, x>"]
     neuron = neuron_from_structure(
         {
-            "pure_indices": list(structure["pure"]),
+            "pure_indices": pure,
             "interact_indices": list(structure["interact"]),
             "rank": int(structure["rank"]),
         },
