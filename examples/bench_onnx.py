@@ -29,20 +29,15 @@ the machine's description. Targets are reported, never enforced: this is a comma
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import io
 import json
 import logging
-import math
 import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if (ROOT / "nscompile").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from nscompile import benchkit  # noqa: E402
+from nscompile.benchkit import machine_info, torch_export  # noqa: E402
 from nscompile.pipeline import compile_file, compile_text, select_network, to_onnx, to_torch  # noqa: E402
 from nscompile.weights import initial_state  # noqa: E402
 
@@ -126,68 +123,8 @@ def measure(
     s: Settings,
     inner: dict[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Median seconds per call of each contender, with the raw samples.
-
-    Each contender first runs its `warmup` calls (an int for all, or one per name; at least one
-    unless its calls per repetition are given in `inner`), which also size its repetitions to
-    about `s.min_rep_s`. Then `reps` repetitions run, the contenders alternating inside each.
-    """
-    calls = dict(inner or {})
-    warmups = warmup if isinstance(warmup, dict) else dict.fromkeys(contenders, warmup)
-    for name, fn in contenders.items():
-        count = warmups.get(name, 1)
-        if name in calls and count == 0:
-            continue
-        start = time.perf_counter()
-        for _ in range(max(1, count)):
-            fn()
-        per_call = (time.perf_counter() - start) / max(1, count)
-        if name not in calls:
-            calls[name] = max(1, min(s.max_inner, math.ceil(s.min_rep_s / max(per_call, 1e-9))))
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(reps):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            for _ in range(calls[name]):
-                fn()
-            samples[name].append((time.perf_counter() - start) / calls[name])
-    return {
-        name: {
-            "median_s": statistics.median(samples[name]),
-            "samples_s": samples[name],
-            "calls_per_rep": calls[name],
-            "warmup": warmups.get(name, 1),
-        }
-        for name in contenders
-    }
-
-
-@contextlib.contextmanager
-def silenced() -> Iterator[None]:
-    """Swallow everything written to stdout and stderr, Python-level and file-descriptor-level."""
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        if stream is not None:
-            stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            try:
-                with (
-                    contextlib.redirect_stdout(io.StringIO()),
-                    contextlib.redirect_stderr(io.StringIO()),
-                ):
-                    yield
-            finally:
-                for stream in (sys.__stdout__, sys.__stderr__):
-                    if stream is not None:
-                        stream.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-    finally:
-        for fd in saved:
-            os.close(fd)
+    """`nscompile.benchkit.measure` with this script's repetition sizes."""
+    return benchkit.measure(contenders, warmup, reps, s.min_rep_s, s.max_inner, inner)
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -248,24 +185,6 @@ def ms(seconds: float) -> str:
 
 
 # -------------------------------------------------------------------------------- (a) emission
-
-
-def torch_export(model: torch.nn.Module, x: torch.Tensor) -> bytes:
-    """`torch.onnx.export(..., dynamo=True)` to memory, batch dimension dynamic, output silenced."""
-    buffer = io.BytesIO()
-    with silenced():
-        torch.onnx.export(
-            model,
-            (x,),
-            buffer,
-            dynamo=True,
-            verbose=False,
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-        )
-    data = buffer.getvalue()
-    if not data:
-        raise RuntimeError("torch.onnx.export wrote nothing")
-    return data
 
 
 def bench_emission(s: Settings, results: dict[str, Any]) -> None:
@@ -438,16 +357,7 @@ def bench_cpu(s: Settings, networks: list[Deployed], results: dict[str, Any]) ->
 
 def cuda_unavailable() -> str:
     """'' when both torch and onnxruntime can use CUDA here, else why not."""
-    import onnxruntime as ort
-
-    if not torch.cuda.is_available():
-        return f"torch {torch.__version__} sees no CUDA device"
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return (
-            f"onnxruntime {ort.__version__} has no CUDA provider "
-            f"({', '.join(ort.get_available_providers())}); install onnxruntime-gpu"
-        )
-    return ""
+    return benchkit.cuda_unavailable() or benchkit.ort_cuda_unavailable()
 
 
 def cuda_session(path: Path, results: dict[str, Any]) -> Any:
@@ -557,40 +467,6 @@ def bench_cuda(s: Settings, networks: list[Deployed], results: dict[str, Any]) -
 
 
 # -------------------------------------------------------------------------------- driver
-
-
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "torch_cuda_available": torch.cuda.is_available(),
-        "torch_num_threads": torch.get_num_threads(),
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    if torch.cuda.is_available():
-        info["cuda_devices"] = [
-            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-        ]
-    for name in ("onnx", "onnxruntime", "onnxscript", "sympy", "nscompile"):
-        try:
-            info[name] = importlib.import_module(name).__version__
-        except Exception as error:  # report, do not fail, for a missing package
-            info[name] = f"unavailable ({type(error).__name__})"
-    try:
-        import onnxruntime as ort
-
-        info["onnxruntime_providers"] = ort.get_available_providers()
-        info["onnxruntime_device"] = ort.get_device()
-    except Exception as error:
-        info["onnxruntime_providers"] = f"unavailable ({type(error).__name__}: {error})"
-    return info
 
 
 def section(name: str, results: dict[str, Any], errors: list[str], run: Callable[[], None]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nscompile import __version__
+from nscompile.cli_bench import add_parser as add_bench_parser
 from nscompile.cli_data import bounded_int, cmd_run, cmd_search
 from nscompile.cli_train import add_parsers as add_train_parsers
 from nscompile.errors import InputError, SpecError
@@ -235,10 +236,13 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     search.add_argument("--plot", metavar="OUT.png", help="draw loss and gate probabilities")
     search.set_defaults(run=cmd_search)
     add_train_parsers(sub)  # train, eval, fit
+    add_bench_parser(sub)
     return parser
 
 
-SUBCOMMANDS = ("check", "fmt", "ir", "import-structure", "run", "search", "train", "eval", "fit")
+SUBCOMMANDS = (
+    "check", "fmt", "ir", "import-structure", "run", "search", "train", "eval", "fit", "bench",
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

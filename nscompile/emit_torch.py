@@ -36,8 +36,12 @@ _SAFE_DOC = re.compile(r"[A-Za-z0-9_ <>,+\-*().;=]*\Z")
 _SIZE_NAMES = re.compile(r"\b(in_features|out_features)\b")
 
 
-def emit_torch(program: ProgramIR) -> str:
-    """ProgramIR (optimised) -> Python source text, byte-identical for the same input."""
+def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
+    """ProgramIR (optimised) -> Python source text, byte-identical for the same input.
+
+    `accumulate=False` prints sums as plain `+` instead of `torch.addmm` chains: with the
+    un-optimised IR this is the layer written the obvious way, the reference of `nscompile bench`.
+    """
     names = unique_class_names(
         [n.name for n in program.neurons] + [n.name for n in program.networks],
         {n.name: "Layer" for n in program.neurons},
@@ -54,7 +58,7 @@ def emit_torch(program: ProgramIR) -> str:
         version=__version__,
         source_name=program.source_name,
         sha256=program.source_sha256,
-        neurons=[_neuron_view(n, names[n.name]) for n in program.neurons],
+        neurons=[_neuron_view(n, names[n.name], accumulate) for n in program.neurons],
         networks=[_network_view(n, names) for n in program.networks],
     )
 
@@ -65,8 +69,8 @@ def _safe_doc(text: str) -> str:
     return text
 
 
-def _neuron_view(neuron: NeuronIR, class_name: str) -> dict[str, object]:
-    printer = TorchPrinter({p.symbol for p in neuron.params})
+def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[str, object]:
+    printer = TorchPrinter({p.symbol for p in neuron.params}, accumulate)
     partitions = column_partitions(neuron)
     body = []
     for target, expr in neuron.assignments:
@@ -128,8 +132,9 @@ def _init_code(param: Param) -> str:
 class TorchPrinter:
     """Prints IR expressions as PyTorch expressions, with the fewest parentheses."""
 
-    def __init__(self, params: set[MatrixSymbol]) -> None:
+    def __init__(self, params: set[MatrixSymbol], accumulate: bool = True) -> None:
         self.params = params
+        self.accumulate = accumulate
         self.pieces: dict[ColumnSlice, str] = {}
 
     def split(self, symbol: MatrixSymbol, pieces: list[tuple[sp.Expr, sp.Expr]]) -> str:
@@ -196,7 +201,7 @@ class TorchPrinter:
         rest = [t for t in node.args if t not in gemms]
         constants = [t for t in rest if _constant(t)]
         tensors = [t for t in rest if t not in constants]
-        if not gemms or len(node.args) == 1:
+        if not gemms or len(node.args) == 1 or not self.accumulate:
             return self.sum(list(node.args))
         if tensors:
             acc = self.sum(tensors)[0]

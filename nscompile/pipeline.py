@@ -17,7 +17,7 @@ from nscompile.emit_torch import emit_torch
 from nscompile.errors import InputError
 from nscompile.ir import NetworkIR, ProgramIR
 from nscompile.lower import lower_program
-from nscompile.optimize import optimize
+from nscompile.optimize import canonicalise, inline, optimize
 from nscompile.parser import parse, read_source
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -58,6 +58,16 @@ def compile_file(path: str) -> Compiled:
 def to_torch(compiled: Compiled) -> str:
     """The generated PyTorch module's source."""
     return emit_torch(compiled.optimized)
+
+
+def to_torch_unfused(compiled: Compiled) -> str:
+    """The same module written the obvious way: no fusion, no CSE, sums added term by term.
+
+    Every projection is its own matrix product and every product is taken term by term; the
+    parameters (names, shapes, initialisation) are the optimised module's, so state dicts move
+    between the two. `nscompile bench` measures the generated module against it.
+    """
+    return emit_torch(optimize(compiled.lowered, (inline, canonicalise)), accumulate=False)
 
 
 def select_network(compiled: Compiled, name: str | None) -> NetworkIR:

@@ -44,3 +44,25 @@ def plot_search(
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
     write_atomic(path, buffer.getvalue())
+
+
+def plot_bench(path: str, layers: Sequence[tuple[str, Mapping[str, Mapping[str, float]]]]) -> None:
+    """Per layer, milliseconds of each contender (log scale), forward and forward+backward bars."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(layers), figsize=(5.5 * len(layers), 4), squeeze=False)
+    for axis, (title, times) in zip(axes[0], layers, strict=True):
+        names = list(times)
+        passes = sorted({p for t in times.values() for p in t})
+        width = 0.8 / max(1, len(passes))
+        for offset, name in enumerate(passes):
+            values = [times[n].get(name, float("nan")) * 1e3 for n in names]
+            positions = [i + (offset - (len(passes) - 1) / 2) * width for i in range(len(names))]
+            axis.bar(positions, values, width, label=name)
+        axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        axis.set(ylabel="ms per call (median)", title=title, yscale="log")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())

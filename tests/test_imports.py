@@ -46,8 +46,11 @@ STAGES = (
     "progress",
     "plots",
     "estimators",
+    "benchkit",
+    "bench",
     "cli_data",
     "cli_train",
+    "cli_bench",
     "cli",
     "__main__",
 )

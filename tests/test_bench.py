@@ -1,0 +1,159 @@
+"""`nscompile bench`: figures that mean something, missing comparisons skipped with a reason."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nscompile import bench
+from nscompile.bench import Settings, forward_flops, parse_batches, run_bench, tnlearn_formula
+from nscompile.cli import main
+from nscompile.errors import InputError
+from nscompile.pipeline import compile_file, compile_text, to_torch, to_torch_unfused
+from nscompile.train.run import load_module
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.ns"))
+TD = ROOT / "examples" / "td.ns"
+QUICK = Settings(batches=(1, 8), reps=1, warmup=1, min_rep_s=0.0, max_inner=1, compile_reps=1)
+
+
+def _modules(example: Path, tmp_path: Path) -> tuple[object, object]:
+    compiled = compile_file(str(example))
+    (tmp_path / "gen.py").write_text(to_torch(compiled))
+    (tmp_path / "ref.py").write_text(to_torch_unfused(compiled))
+    return load_module(tmp_path / "gen.py"), load_module(tmp_path / "ref.py")
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_unfused_reference_is_the_same_function_written_term_by_term(
+    example: Path, tmp_path: Path
+) -> None:
+    generated, unfused = _modules(example, tmp_path)
+    torch.manual_seed(0)
+    model = generated.build()
+    reference = unfused.build()
+    reference.load_state_dict(model.state_dict())  # same parameter names and shapes
+    x = torch.randn(32, model.in_features, dtype=torch.float64)
+    model, reference = model.double(), reference.double()
+    torch.testing.assert_close(reference(x), model(x), rtol=1e-10, atol=1e-10)
+    source = to_torch_unfused(compile_file(str(example)))
+    assert "torch.cat" not in source and ".split(" not in source and "addmm" not in source
+
+
+def test_flop_count_of_the_td_layer() -> None:
+    """x@U (5 factors of rank 8), x@W1, x**2 and x**2@W2, the products, their output map, sums."""
+    neuron = compile_file(str(TD)).optimized.neurons[0]
+    b, d, o = 3, 7, 5
+    gemms = 2 * b * d * 40 + 2 * b * d * o * 2 + 2 * b * 16 * o
+    elementwise = b * d + b * 8 + 2 * b * 8  # x**2, the order-2 and order-3 products
+    adds = 3 * b * o  # the four-term sum
+    assert forward_flops(neuron, b, d, o) == gemms + elementwise + adds
+
+
+def test_tnlearn_formulas() -> None:
+    spec = compile_file(str(TD)).spec
+    formula, _ = tnlearn_formula(spec.neurons["td"])
+    assert formula == "<w1, x> + <w2, x**2> + <w3, x>*<w4, x> + <w5, x>*<w6, x>*<w7, x>"
+    text = "neuron g { y = sigmoid(<wg, x>) * <wv, x> + b }\n"
+    formula, reason = tnlearn_formula(compile_text(text).spec.neurons["g"])
+    assert formula is None and "sigmoid" in reason
+    text = "neuron n { y = 0.5 * <w1, sin(x)> - <w2, tanh(x)> }\n"
+    formula, _ = tnlearn_formula(compile_text(text).spec.neurons["n"])
+    assert formula == "0.5*<w1, sin(x)> - <w2, tanh(x)>"
+
+
+def test_report_of_the_td_example(tmp_path: Path) -> None:
+    report = run_bench(str(TD), QUICK, log=lambda _: None)
+    json.dumps(report)  # JSON-ready
+    assert report["network"] == "td_net"
+    assert {"spec_to_ir", "ir_to_torch", "ir_to_onnx"} <= set(report["compile"])
+    assert all(report["compile"][k] > 0 for k in ("spec_to_ir", "ir_to_torch", "ir_to_onnx"))
+    assert [(x["in_features"], x["out_features"]) for x in report["layers"]] == [(5, 64), (64, 32)]
+    layer = report["layers"][1]
+    assert layer["parity_max_relative_difference"] < 1e-5
+    assert layer["parameters"]["generated"] == layer["parameters"]["unfused"]
+    assert layer["parameters"]["nn.Linear"]["count"] == 64 * 32 + 32
+    assert all(v > 0 for v in layer["peak_memory"]["bytes"].values())
+    passes = {(r["batch"], r["pass"]) for r in layer["runs"]}
+    assert passes == {(b, p) for b in (1, 8) for p in ("forward", "forward+backward")}
+    forward = next(r for r in layer["runs"] if r["pass"] == "forward")["seconds"]
+    assert {"generated", "unfused", "nn.Linear", "onnxruntime-cpu"} <= set(forward)
+    assert all(np.isfinite(v) and v > 0 for v in forward.values())
+    names = {t["target"] for t in report["targets"]}
+    assert any("vs unfused" in n for n in names) and any("FLOP" in n for n in names)
+
+
+def test_missing_tnlearn_is_skipped_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tnlearn", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "tnlearn.modules.TNlinear", None)
+    report = run_bench(str(TD), QUICK, log=lambda _: None)
+    layer = report["layers"][0]
+    assert "not installed" in layer["skipped"]["tnlearn"]
+    assert all("tnlearn" not in r["seconds"] for r in layer["runs"])
+    target = next(t for t in report["targets"] if "tnlearn" in t["target"])
+    assert (
+        target["met"] is None and target["value"] is None and "not installed" in target["skipped"]
+    )
+
+
+def test_cli_table_json_and_plot(tmp_path: Path) -> None:
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "nscompile", "bench", str(ROOT / "examples" / "quadratic.ns"),
+            "--batch", "1,4", "--reps", "1", "--json", str(out), "--plot", str(png),
+        ],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "compile" in result.stdout and "layer1" in result.stdout and "targets" in result.stdout
+    assert "x)" in result.stdout  # ratios against the generated layer
+    report = json.loads(out.read_text())
+    assert report["machine"]["torch"] == torch.__version__
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--batch", "1,x"], "not a comma-separated list"),
+        (["--batch", "0"], "between 1 and"),
+        (["--batch", ""], "not a comma-separated list"),
+    ],
+)
+def test_bad_options_exit_1(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(TD), *args, "--json", str(out)]) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cuda_where_there_is_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # on any machine
+    assert main(["bench", str(TD), "--device", "cuda"]) == 1
+    assert "CUDA was asked for" in capsys.readouterr().err
+
+
+def test_parse_batches() -> None:
+    assert parse_batches("4096, 1,256,1") == (1, 256, 4096)
+    with pytest.raises(InputError):
+        parse_batches(str(bench.MAX_BATCH + 1))
+
+
+def test_spec_without_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "n.ns"
+    spec.write_text("neuron n { y = <w, x> + b }\n")
+    assert main(["bench", str(spec)]) == 1
+    assert "no network" in capsys.readouterr().err
