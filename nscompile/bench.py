@@ -15,7 +15,9 @@ network at its widths and every batch size, forward and forward+backward of:
 - `onnxruntime-cpu` / `onnxruntime-cuda` (forward only): the layer as an ONNX graph, numpy in and
   out, CUDA only when onnxruntime really loaded its CUDA provider.
 
-Figures are medians after warm-up, the contenders alternating inside each repetition. Memory:
+Figures are medians after warm-up. The torch layers alternate inside each repetition; tnlearn
+and onnxruntime (its idle threads not spinning) are timed apart, because interleaved they slow
+whichever torch layer runs next on a small machine. Memory:
 parameters and their bytes, and the peak of a forward+backward at the largest batch (CUDA: the
 allocator's peak above what was allocated before; CPU: the bytes the forward keeps for the
 backward plus the output, which is what a training step adds). The targets of the project's
@@ -224,7 +226,9 @@ def _bench_layer(
         forward.update({name: _ort(sess, host) for name, sess in sessions.items()})
         steps = {name: _step(m, x) for name, m in modules.items()}
         for label, contenders in (("forward", forward), ("forward+backward", steps)):
-            timing = benchkit.measure(contenders, s.warmup, s.reps, s.min_rep_s, s.max_inner)
+            timing: dict[str, dict[str, Any]] = {}
+            for group in _groups(contenders):
+                timing.update(benchkit.measure(group, s.warmup, s.reps, s.min_rep_s, s.max_inner))
             runs.append(
                 {
                     "batch": batch,
@@ -290,7 +294,9 @@ def _sessions(
     for provider in providers:
         name = f"onnxruntime-{provider}"
         try:
-            sessions[name] = Session(path, provider=provider, threads=torch.get_num_threads())
+            sessions[name] = Session(
+                path, provider=provider, threads=torch.get_num_threads(), spinning=False
+            )
         except InputError as error:
             skipped[name] = error.message
     return sessions
@@ -309,6 +315,17 @@ def _forward(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
         return out
 
     return run
+
+
+def _groups(contenders: dict[str, Callable[[], object]]) -> list[dict[str, Callable[[], object]]]:
+    """The torch layers alternate with each other; tnlearn and onnxruntime run apart.
+
+    tnlearn's calls allocate hundreds of MiB and onnxruntime keeps its own thread pool: either,
+    interleaved with the torch layers, slows whichever layer runs next on a small machine.
+    """
+    apart = [{k: v} for k, v in contenders.items() if k == "tnlearn" or k.startswith("onnx")]
+    together = {k: v for k, v in contenders.items() if k != "tnlearn" and not k.startswith("onnx")}
+    return [together, *apart]
 
 
 def _ort(session: Any, host: Any) -> Callable[[], object]:

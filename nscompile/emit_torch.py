@@ -192,32 +192,32 @@ class TorchPrinter:
         return f"{_number(scalar)[0]} * {code}", _MUL
 
     def add(self, node: MatAdd) -> tuple[str, int]:
-        """A sum; its matrix products accumulate into the rest with `torch.addmm`.
+        """A sum with matrix products: accumulated in place into the first product's result.
 
-        `torch.addmm(c, a, b)` adds `a @ b` into `c` in the GEMM itself: no separate product
-        tensor and no separate add, forward or backward.
+        `(a @ b).addmm_(c, d).add_(e)`: the first product is a fresh tensor that nothing else
+        holds and that no backward needs, so every other product is added into it by the GEMM
+        itself (`addmm_`) and every other term by `add_`. No tensor per product and no tensor
+        per partial sum: on the CPU each of those is a large allocation, and measured with
+        `nscompile bench` they cost more than the arithmetic.
         """
-        gemms = [t for t in node.args if _gemm(t)]
-        rest = [t for t in node.args if t not in gemms]
-        constants = [t for t in rest if _constant(t)]
-        tensors = [t for t in rest if t not in constants]
+        gemms = [t for t in node.args if _gemm(t) and product_factors(t)[0] == 1]
         if not gemms or len(node.args) == 1 or not self.accumulate:
             return self.sum(list(node.args))
-        if tensors:
-            acc = self.sum(tensors)[0]
-        else:
-            acc, _ = self.print(gemms[0])
-            gemms = gemms[1:]
-        for term in gemms:
-            scalar, (a, b) = product_factors(term)
-            alpha = "" if scalar == 1 else f", alpha={_number(scalar)[0]}"
-            acc = f"torch.addmm({acc}, {self(a)}, {self(b)}{alpha})"
-        if not constants:
-            return acc, _ATOM
-        return self.sum(constants, first=acc)
+        first = gemms[0]
+        acc = f"({self(first)})"
+        for term in node.args:
+            if term is first:
+                continue
+            if _gemm(term):
+                scalar, (a, b) = product_factors(term)
+                alpha = "" if scalar == 1 else f", alpha={_number(scalar)[0]}"
+                acc += f".addmm_({self(a)}, {self(b)}{alpha})"
+            else:
+                acc += f".add_({self(term)})"
+        return acc, _ATOM
 
-    def sum(self, terms: list[sp.Basic], first: str = "") -> tuple[str, int]:
-        parts: list[str] = [first] if first else []
+    def sum(self, terms: list[sp.Basic]) -> tuple[str, int]:
+        parts: list[str] = []
         for term in terms:
             code, precedence = self.print(term)
             if parts and code.startswith("-") and precedence in (_NEG, _MUL):
@@ -256,15 +256,6 @@ def _gemm(term: sp.Basic) -> bool:
         scalar.is_number
         and len(matrices) == 2
         and not any(isinstance(m, OneMatrix) for m in matrices)
-    )
-
-
-def _constant(term: sp.Basic) -> bool:
-    """A number broadcast over the batch: not a tensor, so never `torch.addmm`'s input."""
-    if isinstance(term, sp.Expr) and term.is_number:
-        return True
-    return isinstance(term, MatMul) and all(
-        isinstance(m, OneMatrix) for m in product_factors(term)[1]
     )
 
 

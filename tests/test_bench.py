@@ -40,9 +40,15 @@ def test_unfused_reference_is_the_same_function_written_term_by_term(
     model = generated.build()
     reference = unfused.build()
     reference.load_state_dict(model.state_dict())  # same parameter names and shapes
-    x = torch.randn(32, model.in_features, dtype=torch.float64)
+    x = torch.randn(32, model.in_features, dtype=torch.float64, requires_grad=True)
     model, reference = model.double(), reference.double()
-    torch.testing.assert_close(reference(x), model(x), rtol=1e-10, atol=1e-10)
+    want, got = reference(x), model(x)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    # The generated layers accumulate sums in place (`addmm_`, `add_`): gradients must not care.
+    mine = torch.autograd.grad(got.square().sum(), [x, *model.parameters()])
+    theirs = torch.autograd.grad(want.square().sum(), [x, *reference.parameters()])
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     source = to_torch_unfused(compile_file(str(example)))
     assert "torch.cat" not in source and ".split(" not in source and "addmm" not in source
 
