@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,24 @@ def test_spec_without_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     spec.write_text("neuron n { y = <w, x> + b }\n")
     assert main(["bench", str(spec)]) == 1
     assert "no network" in capsys.readouterr().err
+
+
+def test_bench_all_script_writes_one_report(tmp_path: Path) -> None:
+    """examples/bench_all.sh over a directory of specs (here: a copy holding one example)."""
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    shutil.copy(ROOT / "examples" / "bench_all.sh", examples)
+    shutil.copy(ROOT / "examples" / "quadratic.ns", examples)
+    out = tmp_path / "report"
+    result = subprocess.run(
+        ["bash", str(examples / "bench_all.sh"), str(out), "--batch", "2", "--reps", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "quadratic.json",
+        "quadratic.png",
+        "report.txt",
+    ]
+    assert "nscompile bench" in (out / "report.txt").read_text()
+    assert json.loads((out / "quadratic.json").read_text())["network"] == "quadratic_net"
