@@ -13,8 +13,10 @@ from typing import Any
 
 from nscompile.cli_data import bounded_int, run_search
 from nscompile.errors import InputError
+from nscompile.syntax import MAX_ORDER
 
 TASK_CHOICES = ("auto", "regression", "classification")
+FIT_MAX_ORDER = 3
 
 
 def _positive_float(text: str) -> float:
@@ -66,6 +68,12 @@ def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's private subparser
     fit = sub.add_parser("fit", help="search a structure, then train, export and check it")
     fit.add_argument("data", metavar="DATA")
     fit.add_argument("--search-epochs", type=bounded_int(1, 100_000), help="search epochs per seed")
+    fit.add_argument(
+        "--max-order",
+        type=bounded_int(1, MAX_ORDER),
+        default=FIT_MAX_ORDER,
+        help=f"highest order the search considers ({FIT_MAX_ORDER})",
+    )
     _training_options(fit)
     fit.set_defaults(run=cmd_fit)
 
@@ -249,7 +257,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
     data = _load(args)
     seeds = tuple(range(args.seed, args.seed + args.seeds))
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"max_order": args.max_order}
     if args.search_epochs is not None:
         options["epochs"] = args.search_epochs
     found = run_search(data, seeds, options)

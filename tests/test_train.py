@@ -14,6 +14,7 @@ from nscompile.errors import InputError
 from nscompile.pipeline import front_end
 from nscompile.train import Diverged, Protocol, train_run
 from nscompile.train.core import matched_widths, mlp_parameters, split_rows
+from nscompile.unparse import unparse
 
 SPEC = """
 neuron td {
@@ -185,4 +186,15 @@ def test_fit_searches_trains_and_checks(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "structure: pure" in out and "onnxruntime vs torch" in out and "mlp" in out
     assert {p.name for p in run.iterdir()} == FILES | {"spec.ns"}
-    front_end((run / "spec.ns").read_text())
+    spec = front_end((run / "spec.ns").read_text())
+    assert "<w1, x>" in unparse(spec)  # a written spec always keeps the linear term
+
+
+def test_fit_max_order_bounds_the_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "fit"
+    args = ["fit", "sklearn:iris", "-o", str(run), "--epochs", "2", "--search-epochs", "2"]
+    assert main([*args, "--max-order", "1"]) == 0
+    assert "structure: pure [1], interact []" in capsys.readouterr().out
+    assert main([*args, "--max-order", "0", "--overwrite"]) == 2  # usage error, nothing run
