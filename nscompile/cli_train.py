@@ -78,32 +78,6 @@ def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's private subparser
     fit.set_defaults(run=cmd_fit)
 
 
-def plot_curves(path: Path, payload: dict[str, Any]) -> None:
-    """Loss (train and validation) and the validation metric per epoch, for every model."""
-    import io
-
-    from nscompile.files import write_atomic
-    from nscompile.plots import _pyplot
-
-    plt = _pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, history in payload["curves"].items():
-        epochs = range(1, len(history["train_loss"]) + 1)
-        (line,) = left.plot(epochs, history["train_loss"], label=f"{key} train")
-        left.plot(epochs, history["val_loss"], "--", color=line.get_color(), label=f"{key} val")
-        right.plot(epochs, history["val_metric"], color=line.get_color(), label=key)
-    metric = "accuracy" if payload["task"] == "classification" else "MSE (standardised)"
-    left.set(xlabel="epoch", ylabel="loss", title="loss", yscale="log")
-    right.set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    write_atomic(path, buffer.getvalue())
-
-
 def _load(args: argparse.Namespace):  # noqa: ANN202
     from nscompile.data import load_table, supervised
 
@@ -112,7 +86,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _train(args: argparse.Namespace, spec_text: str, spec_file: str, data, extra=None):  # noqa: ANN001, ANN202
-    from nscompile.plots import require_matplotlib
+    from nscompile.plots import plot_curves, require_matplotlib
     from nscompile.progress import Progress
     from nscompile.train import Protocol, train_run
 

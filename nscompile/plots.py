@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from nscompile.errors import InputError
 from nscompile.files import write_atomic
@@ -18,6 +20,15 @@ def _pyplot():  # noqa: ANN202
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_png(figure, path: str | Path, dpi: int = 110) -> None:  # noqa: ANN001 (a Figure)
+    """Lay `figure` out, write it to `path` as a PNG atomically, and close it."""
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    _pyplot().close(figure)
+    write_atomic(path, buffer.getvalue())
 
 
 def require_matplotlib() -> None:
@@ -39,11 +50,7 @@ def plot_search(
     right.set(xlabel="epoch", ylabel="keep probability", title="gates", ylim=(-0.02, 1.02))
     right.legend(fontsize=7, ncol=2)
     figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    write_atomic(path, buffer.getvalue())
+    save_png(figure, path)
 
 
 def plot_bench(path: str, layers: Sequence[tuple[str, Mapping[str, Mapping[str, float]]]]) -> None:
@@ -61,8 +68,21 @@ def plot_bench(path: str, layers: Sequence[tuple[str, Mapping[str, Mapping[str, 
         axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         axis.set(ylabel="ms per call (median)", title=title, yscale="log")
         axis.legend(fontsize=7)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    write_atomic(path, buffer.getvalue())
+    save_png(figure, path)
+
+
+def plot_curves(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """Loss (train and validation) and the validation metric per epoch, for every model."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, history in payload["curves"].items():
+        epochs = range(1, len(history["train_loss"]) + 1)
+        (line,) = left.plot(epochs, history["train_loss"], label=f"{key} train")
+        left.plot(epochs, history["val_loss"], "--", color=line.get_color(), label=f"{key} val")
+        right.plot(epochs, history["val_metric"], color=line.get_color(), label=key)
+    metric = "accuracy" if payload["task"] == "classification" else "MSE (standardised)"
+    left.set(xlabel="epoch", ylabel="loss", title="loss", yscale="log")
+    right.set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    save_png(figure, path, dpi=100)
