@@ -96,6 +96,8 @@ def render(report: dict[str, Any]) -> str:
         )
     for layer in report["layers"]:
         lines += ["", *_layer_lines(layer)]
+    if not report["layers"]:
+        lines += ["", f"network {report['network']} has no neuron layer: compile times only"]
     lines += ["", "targets"]
     for target in report["targets"]:
         if target["met"] is None:

@@ -185,3 +185,16 @@ def test_bench_all_script_writes_one_report(tmp_path: Path) -> None:
     ]
     assert "nscompile bench" in (out / "report.txt").read_text()
     assert json.loads((out / "quadratic.json").read_text())["network"] == "quadratic_net"
+
+
+def test_network_without_neuron_layers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "plain.ns"
+    spec.write_text(
+        "neuron n { y = <w, x> + b }\n"
+        "network a { input 4 dense 8 relu dense 1 task regression }\n"
+        "network b { input 4 dense 8 n relu dense 1 task regression }\n"
+    )
+    assert main(["bench", str(spec), "--batch", "2", "--reps", "1"]) == 1  # which network?
+    assert "choose one with --network" in capsys.readouterr().err
+    assert main(["bench", str(spec), "--network", "a", "--batch", "2", "--reps", "1"]) == 0
+    assert "has no neuron layer" in capsys.readouterr().out
