@@ -14,6 +14,9 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$out/gpu.txt"
 python3 -c "import torch, onnxruntime as ort, sys; print(sys.version.split()[0], torch.__version__, \
 torch.cuda.is_available(), ort.__version__, ort.get_available_providers())" 2>&1 | tee -a "$out/gpu.txt"
+echo "== nscompile bench, the O = 128 TD layers, CUDA columns"
+timeout 240 python3 -m nscompile bench examples/td_wide.ns --device cuda --json "$out/bench_cuda.json" \
+    --plot "$out/bench_cuda.png" 2>&1 | tee "$out/bench_cuda.txt"
 echo "== generated TD layer vs unfused, CUDA"
 timeout 150 python3 examples/bench_codegen.py --device cuda 2>&1 | tee "$out/bench_codegen_cuda.txt"
 echo "== generated TD layer vs unfused, CPU (all cores)"
