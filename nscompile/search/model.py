@@ -50,7 +50,8 @@ class DualStream(nn.Module):
         self.out_map = nn.Parameter(torch.randn(len(self.interact_orders), rank, outputs))
         self.register_buffer("prod_std", torch.ones(len(self.interact_orders), rank))
         with torch.no_grad():
-            self.prod_std.copy_(self._products(x).std(0).clamp_min(1e-6))
+            if self.interact_orders:  # max_order 1: no interaction, nothing to scale
+                self.prod_std.copy_(self._products(x).std(0).clamp_min(1e-6))
             self.out_map /= rank**0.5
         self.norms = nn.ModuleList(nn.BatchNorm1d(outputs) for _ in self.names)
         self.gates = HardConcreteGates(len(self.names))
