@@ -20,7 +20,7 @@ from nscompile.errors import SpecError
 from nscompile.interpret import evaluate_network
 from nscompile.naming import unique_class_names
 from nscompile.optimize import optimize
-from nscompile.pipeline import compile_text, to_onnx, to_torch
+from nscompile.pipeline import compile_text, to_onnx, to_torch, to_torch_unfused
 from nscompile.runtime import Session
 from nscompile.unparse import unparse
 
@@ -91,3 +91,30 @@ def test_generated_networks_match_on_onnxruntime(spec) -> None:
             scale = max(float(np.abs(reference).max()), 1.0)
             error = float(np.abs(session.run(x.numpy()) - reference).max()) / scale
             assert error < tolerance, unparse(spec)
+
+
+@SETTINGS
+@given(specs(min_networks=1, max_networks=1))
+def test_generated_networks_match_the_unfused_compile_in_value_and_gradient(spec) -> None:
+    """Fusion, CSE and in-place accumulation (`addmm_`, `add_`) change nothing autograd sees."""
+    compiled = _compile(spec)
+    network = compiled.optimized.networks[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        fused = import_source(to_torch(compiled), Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp:
+        unfused = import_source(to_torch_unfused(compiled), Path(tmp))
+    torch.manual_seed(next(_ids))
+    model = fused.build(network.name).double()
+    reference = unfused.build(network.name).double()
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(9, network.input_width, dtype=torch.float64, requires_grad=True)
+    got, want = model(x), reference(x)
+    scale = want.abs().max().item() + 1e-12
+    assert (got - want).abs().max().item() / scale < 1e-9, unparse(spec)
+    upstream = torch.randn_like(want)
+    mine = torch.autograd.grad(got, [x, *model.parameters()], upstream, allow_unused=True)
+    theirs = torch.autograd.grad(want, [x, *reference.parameters()], upstream, allow_unused=True)
+    for a, b in zip(mine, theirs, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a - b).abs().max().item() <= 1e-9 * (b.abs().max().item() + 1e-12) + 1e-12
