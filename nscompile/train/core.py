@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -296,16 +296,40 @@ def fit_seed(
     return SeedRun(best_state, history, best_epoch, len(history["train_loss"]))
 
 
-class MLP(nn.Module):
-    """A ReLU MLP baseline with the same interface as a generated network."""
+_ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
 
-    def __init__(self, inputs: int, hidden: list[int], outputs: int, task: str) -> None:
+
+class MLP(nn.Module):
+    """An MLP baseline with the same interface as a generated network.
+
+    `activations` (one per hidden layer, default ReLU) are the spec network's, so that a
+    baseline differs from the network it is compared with in its neurons only.
+    """
+
+    def __init__(
+        self,
+        inputs: int,
+        hidden: list[int],
+        outputs: int,
+        task: str,
+        activations: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         self.task, self.in_features, self.out_features = task, inputs, outputs
+        names = list(activations) if activations is not None else ["relu"] * len(hidden)
+        if len(names) != len(hidden):
+            raise ValueError(f"{len(hidden)} hidden layers but {len(names)} activations")
         widths = [inputs, *hidden]
         layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Linear(a, b), nn.ReLU()]
+        for a, b, name in zip(widths[:-1], widths[1:], names, strict=True):
+            layers += [nn.Linear(a, b), _ACTIVATION_MODULES[name]()]
         layers.append(nn.Linear(widths[-1], outputs))
         self.layers = nn.Sequential(*layers)
 

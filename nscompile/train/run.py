@@ -221,6 +221,7 @@ def train_run(
     module = load_module(work / "model.py")
 
     hidden = [layer.out_features for layer in net.layers[:-1]]
+    activations = [layer.activation for layer in net.layers[:-1]]
     torch.manual_seed(0)
     spec_params = parameter_count(module.build(net.name))
     factories: dict[str, Callable[[], torch.nn.Module]] = {"spec": lambda: module.build(net.name)}
@@ -230,7 +231,7 @@ def train_run(
     if "mlp-params" in baselines:
         widths["mlp-params"] = matched_widths(width, hidden, outputs, spec_params)
     for name in baselines:
-        factories[name] = lambda w=widths[name]: MLP(width, w, outputs, data.task)
+        factories[name] = lambda w=widths[name]: MLP(width, w, outputs, data.task, activations)
 
     start = time.perf_counter()
     per_seed: dict[str, list[dict[str, Any]]] = {k: [] for k in factories}
@@ -316,6 +317,7 @@ def train_run(
         models[key] = {
             "parameters": params[key],
             "hidden": widths[key],
+            "activations": activations,
             "per_seed": [{k: v for k, v in r.items() if k != "history"} for r in records],
             "mean": mean,
             "std": std,
