@@ -198,3 +198,22 @@ def test_fit_max_order_bounds_the_search(
     assert main([*args, "--max-order", "1"]) == 0
     assert "structure: pure [1], interact []" in capsys.readouterr().out
     assert main([*args, "--max-order", "0", "--overwrite"]) == 2  # usage error, nothing run
+
+
+def test_baselines_take_the_spec_networks_activations(tmp_path: Path, iris) -> None:  # noqa: ANN001
+    spec = SPEC.replace("dense 8 td relu", "dense 8 td tanh")
+    result = train_run(
+        spec, "tanh.ns", iris, tmp_path / "run", seeds=(0,), protocol=Protocol(epochs=1),
+        baselines=("mlp",),
+    )  # fmt: skip
+    models = result.metrics["models"]
+    assert models["spec"]["activations"] == models["mlp"]["activations"] == ["tanh"]
+
+
+def test_written_networks_use_tanh_between_layers() -> None:
+    from nscompile.search.spec import spec_for
+
+    spec = spec_for({"pure": [2], "interact": [], "rank": 8}, 4, "regression", 1, (8, 4), [])
+    text = unparse(spec)
+    assert "dense 8 td tanh" in text and "dense 4 td tanh" in text
+    assert "<w1, x>" in text and "pure order 1 added" in text
