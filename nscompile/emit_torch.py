@@ -54,11 +54,13 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
+    neurons = [_neuron_view(n, names[n.name], accumulate) for n in program.neurons]
     return env.get_template("module.py.jinja").render(
         version=__version__,
         source_name=program.source_name,
         sha256=program.source_sha256,
-        neurons=[_neuron_view(n, names[n.name], accumulate) for n in program.neurons],
+        accumulates=any(n["accumulates"] for n in neurons),
+        neurons=neurons,
         networks=[_network_view(n, names) for n in program.networks],
     )
 
@@ -86,6 +88,7 @@ def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[st
         "inits": [_init_code(p) for p in neuron.params],
         "body": body,
         "result": printer(neuron.output),
+        "accumulates": printer.accumulates,
     }
 
 
@@ -135,6 +138,7 @@ class TorchPrinter:
     def __init__(self, params: set[MatrixSymbol], accumulate: bool = True) -> None:
         self.params = params
         self.accumulate = accumulate
+        self.accumulates = False  # whether a printed sum used the module's _accumulate
         self.pieces: dict[ColumnSlice, str] = {}
 
     def split(self, symbol: MatrixSymbol, pieces: list[tuple[sp.Expr, sp.Expr]]) -> str:
@@ -194,11 +198,12 @@ class TorchPrinter:
     def add(self, node: MatAdd) -> tuple[str, int]:
         """A sum with matrix products: accumulated in place into the first product's result.
 
-        `(a @ b).addmm_(c, d).add_(e)`: the first product is a fresh tensor that nothing else
-        holds and that no backward needs, so every other product is added into it by the GEMM
-        itself (`addmm_`) and every other term by `add_`. No tensor per product and no tensor
-        per partial sum: on the CPU each of those is a large allocation, and measured with
-        `nscompile bench` they cost more than the arithmetic.
+        `_accumulate((a @ b).add_(e), c, d)`: the first product is a fresh tensor that nothing
+        else holds and that no backward needs, so every other product is added into it by the
+        GEMM itself (`addmm_`) and every other term by `add_`. No tensor per product and no
+        tensor per partial sum: on the CPU each of those is a large allocation, and measured
+        with `nscompile bench` they cost more than the arithmetic. `_accumulate` casts the
+        operands to the sum's dtype, which under autocast is what torch.addmm would do.
         """
         gemms = [t for t in node.args if _gemm(t) and product_factors(t)[0] == 1]
         if not gemms or len(node.args) == 1 or not self.accumulate:
@@ -211,7 +216,8 @@ class TorchPrinter:
             if _gemm(term):
                 scalar, (a, b) = product_factors(term)
                 alpha = "" if scalar == 1 else f", alpha={_number(scalar)[0]}"
-                acc += f".addmm_({self(a)}, {self(b)}{alpha})"
+                acc = f"_accumulate({acc}, {self(a)}, {self(b)}{alpha})"
+                self.accumulates = True
             else:
                 acc += f".add_({self(term)})"
         return acc, _ATOM

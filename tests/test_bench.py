@@ -198,3 +198,21 @@ def test_network_without_neuron_layers(tmp_path: Path, capsys: pytest.CaptureFix
     assert "choose one with --network" in capsys.readouterr().err
     assert main(["bench", str(spec), "--network", "a", "--batch", "2", "--reps", "1"]) == 0
     assert "has no neuron layer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_generated_layers_train_under_autocast(example: Path, tmp_path: Path) -> None:
+    """In-place accumulation must not break mixed precision (autocast lowers the products)."""
+    generated, _ = _modules(example, tmp_path)
+    torch.manual_seed(0)
+    model = generated.build()
+    x = torch.randn(16, model.in_features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(x)
+        low.float().square().mean().backward()
+    assert low.dtype == torch.bfloat16
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    with torch.no_grad():
+        full = model(x)
+    error = (low.detach().float() - full).abs().max()
+    assert float(error) <= 0.05 * float(full.abs().max())
