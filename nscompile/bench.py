@@ -116,10 +116,10 @@ def run_bench(
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        generated = _build(emit_torch(compiled.optimized), network.name, work / "generated.py")
-        unfused = _build(to_torch_unfused(compiled), network.name, work / "unfused.py")
+        generated = _build(emit_torch(compiled.optimized), work / "generated.py")
+        unfused = _build(to_torch_unfused(compiled), work / "unfused.py")
         torch.manual_seed(settings.seed)
-        model = generated.build(network.name)
+        model = generated.build(network.name).eval()  # eval for the export; no layer differs
         reference = unfused.build(network.name)
         reference.load_state_dict(model.state_dict())
         log(f"compile: {path}")
@@ -144,7 +144,7 @@ def run_bench(
     return report
 
 
-def _build(source: str, network: str, path: Path) -> Any:
+def _build(source: str, path: Path) -> Any:
     path.write_text(source, encoding="utf-8")
     return load_module(path)
 
@@ -171,7 +171,7 @@ def _compile_times(
     x = torch.randn(2, network.input_width)
     try:
         export = benchkit.measure(
-            {"export": lambda: benchkit.torch_export(model.eval(), x)},
+            {"export": lambda: benchkit.torch_export(model, x)},
             0,
             s.export_reps,
             s.min_rep_s,
@@ -217,7 +217,7 @@ def _bench_layer(
     parity = _parity(modules["generated"], modules["unfused"], d, device)
     if parity > 1e-4:
         raise InternalError(f"layer{index}: the unfused reference differs by {parity:.3g}")
-    sessions = _sessions(compiled, neuron, layer, modules["generated"], s, work, skipped)
+    sessions = _sessions(compiled, layer, modules["generated"], s, work, skipped)
     runs: list[dict[str, Any]] = []
     for batch in s.batches:
         x = torch.randn(batch, d, device=device)
@@ -265,7 +265,6 @@ def _bench_layer(
 
 def _sessions(
     compiled: Compiled,
-    neuron: NeuronIR,
     layer: LayerIR,
     module: nn.Module,
     s: Settings,
@@ -323,9 +322,9 @@ def _groups(contenders: dict[str, Callable[[], object]]) -> list[dict[str, Calla
     tnlearn's calls allocate hundreds of MiB and onnxruntime keeps its own thread pool: either,
     interleaved with the torch layers, slows whichever layer runs next on a small machine.
     """
-    apart = [{k: v} for k, v in contenders.items() if k == "tnlearn" or k.startswith("onnx")]
-    together = {k: v for k, v in contenders.items() if k != "tnlearn" and not k.startswith("onnx")}
-    return [together, *apart]
+    alone = {k for k in contenders if k == "tnlearn" or k.startswith("onnx")}
+    together = {k: v for k, v in contenders.items() if k not in alone}
+    return [together, *({k: contenders[k]} for k in contenders if k in alone)]
 
 
 def _ort(session: Any, host: Any) -> Callable[[], object]:
@@ -459,9 +458,11 @@ def forward_flops(neuron: NeuronIR, batch: int, in_features: int, out_features: 
     """
     dims = {BATCH: batch, IN: in_features, OUT: out_features}
 
+    def dim(value: sp.Basic) -> int:
+        return int(sp.sympify(value).subs(dims))
+
     def size(node: sp.Basic) -> int:
-        rows, cols = node.shape
-        return int(sp.sympify(rows).subs(dims)) * int(sp.sympify(cols).subs(dims))
+        return dim(node.shape[0]) * dim(node.shape[1])
 
     total = 0
     for expr in [e for _, e in neuron.assignments] + [neuron.output]:
@@ -469,10 +470,7 @@ def forward_flops(neuron: NeuronIR, batch: int, in_features: int, out_features: 
             if isinstance(node, MatMul):
                 scalar, matrices = product_factors(node)
                 for left, right in zip(matrices, matrices[1:], strict=False):
-                    rows = int(sp.sympify(left.shape[0]).subs(dims))
-                    inner = int(sp.sympify(left.shape[1]).subs(dims))
-                    cols = int(sp.sympify(right.shape[1]).subs(dims))
-                    total += 2 * rows * inner * cols
+                    total += 2 * dim(left.shape[0]) * dim(left.shape[1]) * dim(right.shape[1])
                 total += size(node) if scalar != 1 else 0
             elif isinstance(node, (HadamardProduct, MatAdd)):
                 total += (len(node.args) - 1) * size(node)

@@ -39,8 +39,9 @@ _SIZE_NAMES = re.compile(r"\b(in_features|out_features)\b")
 def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
     """ProgramIR (optimised) -> Python source text, byte-identical for the same input.
 
-    `accumulate=False` prints sums as plain `+` instead of `torch.addmm` chains: with the
-    un-optimised IR this is the layer written the obvious way, the reference of `nscompile bench`.
+    `accumulate=False` prints sums as plain `+` instead of accumulating in place (`add_`,
+    `_accumulate`): with the un-optimised IR this is the layer written the obvious way, the
+    reference of `nscompile bench`.
     """
     names = unique_class_names(
         [n.name for n in program.neurons] + [n.name for n in program.networks],
@@ -254,7 +255,7 @@ class TorchPrinter:
 
 
 def _gemm(term: sp.Basic) -> bool:
-    """A product of exactly two matrices with a numeric coefficient: `torch.addmm` material."""
+    """A product of exactly two matrices with a numeric coefficient: `_accumulate` material."""
     if not isinstance(term, MatMul):
         return False
     scalar, matrices = product_factors(term)
