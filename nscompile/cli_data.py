@@ -7,12 +7,14 @@ and `nscompile check` stay fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from nscompile.errors import InputError
-from nscompile.files import write_atomic
+from nscompile.files import check_writable, open_atomic, write_atomic
 from nscompile.pipeline import front_end
 from nscompile.syntax import MAX_ORDER, MAX_RANK
 from nscompile.unparse import unparse
@@ -70,31 +72,63 @@ def _emit(text: str, output: str | None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import numpy as np
+    """Predictions as CSV, streamed: rows are read, run and written a chunk at a time.
 
-    from nscompile.data import load_table
+    A run's model.onnx takes the raw rows (its columns found by name; others, the target
+    among them, are ignored) and answers with the class and its probabilities, or the value
+    in the target's units. A network's bare model takes exactly its input columns.
+    """
+    from nscompile.data import iter_tables
     from nscompile.runtime import Session
 
+    if args.output is not None:
+        check_writable(args.output)
     session = Session(args.model, provider=args.provider, verbose=args.verbose)
-    table = load_table(args.data)
-    features = _features_for(table, session.input_width, args.target)
-    predictions = session.run(features)
+    rows = 0
+    with contextlib.ExitStack() as stack:
+        handle = (
+            sys.stdout if args.output is None else stack.enter_context(open_atomic(args.output))
+        )
+        writer = csv.writer(handle, lineterminator="\n")
+        for index, (table, first_row) in enumerate(iter_tables(args.data)):
+            header, lines = _predictions(session, table, first_row, args.target)
+            if index == 0:
+                writer.writerow(header)
+            writer.writerows(lines)
+            rows += table.rows
     print(
-        f"nscompile: {len(features)} rows of {args.data} through {args.model} on "
+        f"nscompile: {rows} rows of {args.data} through {args.model} on "
         f"{session.device} ({', '.join(session.providers)})",
         file=sys.stderr,
     )
+    return 0
+
+
+def _predictions(session, table, first_row: int, target: str | None):  # noqa: ANN001, ANN202
+    """(header, CSV rows) for one chunk of the data."""
+    import numpy as np
+
+    from nscompile.deploy import onnx_answers
+
+    if session.preprocess is not None:
+        out = onnx_answers(session, table, first_row)
+        if "label" in out:
+            labels = session.preprocess.labels
+            header = ["class"] + [f"prob_{label}" for label in labels]
+            probs = out["probabilities"]
+            return header, [
+                [c, *(f"{v:.6g}" for v in p)] for c, p in zip(out["label"], probs, strict=True)
+            ]
+        return ["prediction"], [[f"{v:.7g}"] for v in out["prediction"][:, 0]]
+    predictions = session.run(_features_for(table, session.input_width, target))
     if session.metadata.get("nscompile.task") == "classification":
         shifted = np.exp(predictions - predictions.max(axis=1, keepdims=True))
         probs = shifted / shifted.sum(axis=1, keepdims=True)
         header = ["class"] + [f"prob_{i}" for i in range(probs.shape[1])]
-        rows = [[str(int(np.argmax(p)))] + [f"{v:.6g}" for v in p] for p in probs]
-    else:
-        width = predictions.shape[1]
-        header = ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
-        rows = [[f"{v:.7g}" for v in p] for p in predictions]
-    text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
-    return _emit(text, args.output)
+        return header, [[str(int(np.argmax(p)))] + [f"{v:.6g}" for v in p] for p in probs]
+    width = predictions.shape[1]
+    header = ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
+    return header, [[f"{v:.7g}" for v in p] for p in predictions]
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -108,6 +142,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     ):
         if not 1 <= value <= high:
             raise InputError(f"{flag} {value} is outside 1..{high}")
+    for output in (args.output, args.summary, args.plot):
+        if output is not None:
+            check_writable(output)  # before the search, not after it
     if args.plot:
         from nscompile.plots import require_matplotlib
 
@@ -155,11 +192,12 @@ def _features_for(table, width: int, target: str | None):  # noqa: ANN001, ANN20
     """The model's input columns: all of them, or all but the target (the last by default)."""
     columns = len(table.columns)
     if target is not None:
-        return table.split(target)[0]
+        table.column(target)  # an error naming the columns when there is no such column
+        return table.without(target).values
     if columns == width:
         return table.values
     if columns == width + 1:
-        return table.split(None)[0]
+        return table.without(table.columns[-1]).values
     raise InputError(
         f"{table.name} has {columns} columns; the model takes {width} inputs",
         hint="give exactly the input columns, or the inputs plus a target (--target NAME)",

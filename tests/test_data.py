@@ -31,7 +31,11 @@ def test_csv_without_header(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a,b\n1,x\n", "column 'b' of .* is not numeric: 'x' in line 2"),
+        ("a,b\n1,2\n3,x\n4,5\n", "column 'b' of .* is numeric but for 'x' in line 3"),
+        ("a,b\n1,u\n2,\n", "column 'b' of .* has a missing value in data row 2"),
+        ("a,a\n1,2\n", "two columns named 'a'"),
+        ("a,b\n1,1e300\n", "column 'b' .* 1e\\+300, beyond float32's range"),
+        ('a,b\n1,"' + "x" * 200_000 + '"\n', "data.csv:2: not a readable CSV row"),
         ("a,b\n1,2\n3,\n", "column 'b' of .* has NaN .* in data row 2"),
         ("a,b\n1,2\n3,inf\n", "column 'b' .* infinite value in data row 2"),
         ("a,b\n1,2\n3\n", "data.csv:3: 1 fields where the first row has 2"),
@@ -59,7 +63,9 @@ def test_parquet(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1.0, 2.0], "y": [0, 1]}), path)
     assert load_table(str(path)).values.tolist() == [[1, 0], [2, 1]]
     pq.write_table(pa.table({"a": [1.0, 2.0], "s": ["u", "v"]}), path)
-    with pytest.raises(InputError, match="column 's'"):
+    assert load_table(str(path)).column("s").tolist() == ["u", "v"]
+    pq.write_table(pa.table({"a": [1.0, 2.0], "s": ["u", None]}), path)
+    with pytest.raises(InputError, match="column 's' .* missing value in data row 2"):
         load_table(str(path))
 
 
@@ -122,3 +128,45 @@ def test_target_column_by_name(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no column 'nope'"):
         supervised(load_table(write(tmp_path, "label,a,b\n" + rows)), "nope")
     assert np.isfinite(data.features).all()
+
+
+def test_byte_order_mark_is_not_part_of_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf1,2\n3,4\n")
+    assert load_table(str(path)).values.tolist() == [[1, 2], [3, 4]]
+    path.write_bytes(b"\xef\xbb\xbfa,b\n3,4\n")
+    assert load_table(str(path)).columns == ("a", "b")
+
+
+def test_text_columns_are_one_hot_encoded(tmp_path: Path) -> None:
+    colours = ["red", "green", "blue"]
+    rows = "\n".join(f"{i},{colours[i % 3]},{['no', 'yes'][i % 2]}" for i in range(20))
+    data = supervised(load_table(write(tmp_path, "x,colour,answer\n" + rows)), None)
+    assert data.task == "classification" and data.labels == ("no", "yes")
+    assert data.encoding.categories == (None, ("blue", "green", "red"))
+    assert data.features.shape == (20, 4)
+    assert data.features[1].tolist() == [1, 0, 1, 0]  # green
+    other = load_table(write(tmp_path, "x,colour\n1,purple\n", "new.csv"))
+    with pytest.raises(InputError, match="category 'purple' in data row 1, which training"):
+        data.encoding.encode(other)
+
+
+def test_text_target_cannot_be_regressed(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i},{['a', 'b'][i % 2]}" for i in range(20))
+    with pytest.raises(InputError, match="is text"):
+        supervised(load_table(write(tmp_path, "x,y\n" + rows)), None, task="regression")
+
+
+def test_too_many_categories(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i},id{i},{i % 2}" for i in range(150))
+    with pytest.raises(InputError, match="150 distinct values"):
+        supervised(load_table(write(tmp_path, "x,name,y\n" + rows)), None)
+
+
+def test_csv_streams_in_chunks(tmp_path: Path) -> None:
+    from nscompile.data import iter_csv
+
+    rows = "\n".join(f"{i},{i * 2}" for i in range(10))
+    chunks = list(iter_csv(Path(write(tmp_path, "a,b\n" + rows)), chunk_rows=4))
+    assert [c.rows for c in chunks] == [4, 4, 2]
+    assert np.concatenate([c.column("b") for c in chunks]).tolist() == [i * 2 for i in range(10)]

@@ -201,7 +201,7 @@ def test_not_a_weights_file(tmp_path: Path) -> None:
     [
         ("1,2,3\n4,5,6\n", "has 3 columns; the model takes 5 inputs"),
         ("a,b,c,d,e\n1,2,,4,5\n", "column 'c'"),
-        ("a,b,c,d,e\n1,2,x,4,5\n", "column 'c' of data.csv is not numeric"),
+        ("a,b,c,d,e\n1,2,x,4,5\n", "column 'c' of data.csv is text ('x'), not numbers"),
     ],
     ids=["columns", "nan", "text"],
 )

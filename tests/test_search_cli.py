@@ -61,7 +61,7 @@ def test_search_writes_a_spec_summary_and_plot(tmp_path: Path) -> None:
         (["sklearn:nope"], "diabetes"),
         (["const.csv"], "is constant"),
         (["one.csv", "--task", "classification"], "is constant"),
-        (["text.csv"], "column 'b' of text.csv is not numeric"),
+        (["text.csv"], "column 'b' of text.csv is numeric but for 'x' in line 3"),
         (["nan.csv"], "column 'a' of nan.csv has NaN"),
         (["tiny.csv"], "at least"),
     ],
@@ -70,7 +70,7 @@ def test_bad_input_exits_1_with_a_message(tmp_path: Path, args: list[str], messa
     rows = "\n".join(f"{i},{i % 3},1" for i in range(40))
     (tmp_path / "const.csv").write_text("a,b,y\n" + rows)
     (tmp_path / "one.csv").write_text("a,b,y\n" + rows)
-    (tmp_path / "text.csv").write_text("a,b,y\n1,x,0\n")
+    (tmp_path / "text.csv").write_text("a,b,y\n1,2,0\n3,x,1\n4,5,0\n")
     (tmp_path / "nan.csv").write_text("a,b,y\n1,2,0\n,3,1\n")
     (tmp_path / "tiny.csv").write_text("a,y\n1,0\n2,1\n3,0\n")
     result = run(*args, "-o", "spec.ns", cwd=tmp_path)

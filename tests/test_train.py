@@ -29,7 +29,7 @@ network net {
 }
 """
 OTHER = SPEC.replace("dense 8 td", "dense 6 td")
-FILES = {"model.py", "weights.pt", "model.onnx", "metrics.json", "curves.png"}
+FILES = {"model.py", "weights.pt", "model.onnx", "preprocess.json", "metrics.json", "curves.png"}
 
 
 @pytest.fixture(scope="module")

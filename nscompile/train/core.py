@@ -94,50 +94,6 @@ def split_rows(
     return split
 
 
-@dataclass(frozen=True)
-class Scaler:
-    """Standardisation fitted on a training split (features; the target for regression)."""
-
-    mean: np.ndarray
-    std: np.ndarray
-    target_mean: float = 0.0
-    target_std: float = 1.0
-
-    @staticmethod
-    def fit(features: np.ndarray, target: np.ndarray, task: str) -> Scaler:
-        std = features.std(axis=0)
-        std = np.where(std > 1e-12, std, 1.0)
-        if task == "regression":
-            t_std = float(target.std())
-            return Scaler(features.mean(axis=0), std, float(target.mean()), t_std or 1.0)
-        return Scaler(features.mean(axis=0), std)
-
-    def features(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std).astype(np.float32)
-
-    def target(self, y: np.ndarray, task: str) -> np.ndarray:
-        if task == "classification":
-            return y.astype(np.int64)
-        return ((y - self.target_mean) / self.target_std).astype(np.float32)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "mean": self.mean.tolist(),
-            "std": self.std.tolist(),
-            "target_mean": self.target_mean,
-            "target_std": self.target_std,
-        }
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> Scaler:
-        return Scaler(
-            np.asarray(data["mean"], dtype=np.float64),
-            np.asarray(data["std"], dtype=np.float64),
-            float(data["target_mean"]),
-            float(data["target_std"]),
-        )
-
-
 def metrics(task: str, outputs: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """Regression: loss (= mse) and r2; classification: loss (cross-entropy), accuracy, macro F1.
 

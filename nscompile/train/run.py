@@ -5,8 +5,11 @@ the end, so a finished RUN_DIR is never half-overwritten. Checkpoints live in
 `.NAME.partial/.checkpoints` (one per model and seed, rewritten every epoch, plus a result file
 per finished seed); `resume=True` picks them up after an interruption and skips finished seeds.
 
-weights.pt and model.onnx hold the spec network trained with the first seed; metrics.json's
-`weights_seed` and `scaler` say which seed and how its inputs were standardised.
+weights.pt holds the spec network trained with the first seed (metrics.json's `weights_seed`);
+preprocess.json how that seed's rows became the network's inputs (text columns one-hot,
+standardisation fitted on its training split) and how outputs map back to the target's units.
+model.onnx is the deployed model: that preprocessing and the network in one graph, taking raw
+rows (`nscompile.deploy_onnx`); `nscompile.deploy.load_run` is the same in torch.
 """
 
 from __future__ import annotations
@@ -28,14 +31,15 @@ import numpy as np
 import torch
 
 from nscompile.data import Supervised
+from nscompile.deploy_onnx import deployable
 from nscompile.errors import InputError
 from nscompile.files import write_atomic
 from nscompile.pipeline import compile_text, select_network, to_onnx, to_torch
+from nscompile.preprocess import Preprocess
 from nscompile.train.core import (
     MLP,
     Diverged,
     Protocol,
-    Scaler,
     fit_seed,
     matched_widths,
     metrics,
@@ -45,7 +49,7 @@ from nscompile.train.core import (
 )
 
 BASELINES = ("mlp", "mlp-params")
-FORMAT = 1
+FORMAT = 2  # 2: model.onnx takes raw rows; preprocess.json
 _counter = itertools.count()
 
 # progress(model, seed, epoch, epochs); hook(model, seed, epoch) runs after each saved epoch.
@@ -238,11 +242,14 @@ def train_run(
     curves: dict[str, dict[str, list[float]]] = {}
     params: dict[str, int] = {}
     first_split = None
+    first_pre: Preprocess | None = None
     weights_state: dict[str, torch.Tensor] | None = None
     for seed in seeds:
         split = split_rows(data.target, data.task, seed, protocol.test, protocol.val)
         first_split = first_split or split
-        scaler = Scaler.fit(data.features[split.train], data.target[split.train], data.task)
+        pre = Preprocess.fit(data, split.train)
+        first_pre = first_pre or pre
+        scaler = pre.scaler
         parts = {
             part: (
                 scaler.features(data.features[rows]),
@@ -303,13 +310,15 @@ def train_run(
                 curves[key] = record["history"]
                 if key == "spec":
                     weights_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    assert weights_state is not None and first_split is not None
+    assert weights_state is not None and first_split is not None and first_pre is not None
 
     buffer = io.BytesIO()
     torch.save(weights_state, buffer)
     write_atomic(work / "weights.pt", buffer.getvalue())
     arrays = {k: v.detach().to(torch.float32).numpy() for k, v in weights_state.items()}
-    write_atomic(work / "model.onnx", to_onnx(compiled, net, arrays).SerializeToString())
+    deployed = deployable(to_onnx(compiled, net, arrays), first_pre)
+    write_atomic(work / "model.onnx", deployed.SerializeToString())
+    write_atomic(work / "preprocess.json", json.dumps(first_pre.as_dict(), indent=2) + "\n")
 
     models: dict[str, Any] = {}
     for key, records in per_seed.items():
