@@ -72,6 +72,9 @@ def check_writable(path: str | Path, *, directory: bool = False) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".nscompile-probe.", dir=folder)
     except OSError as error:
-        raise InputError(f"cannot write {target}: {error.strerror or error} ({folder})") from None
+        raise InputError(
+            f"cannot write {target}: no new file can be made in {folder} "
+            f"({error.strerror or error})"
+        ) from None
     os.close(fd)
     Path(probe).unlink(missing_ok=True)

@@ -120,7 +120,7 @@ def test_width_mismatch_names_both(tmp_path: Path, capsys: pytest.CaptureFixture
     code = main(["train", str(tmp_path / "w.ns"), "sklearn:iris", "-o", str(tmp_path / "r")])
     assert code == 1
     err = capsys.readouterr().err
-    assert "takes 5 inputs" in err and "4 feature columns" in err
+    assert "takes 5 inputs" in err and "sklearn:iris gives 4" in err and "input 4" in err
     assert not (tmp_path / "r").exists()
 
 

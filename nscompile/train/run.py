@@ -184,10 +184,16 @@ def train_run(
     net = select_network(compiled, network)
     width = data.features.shape[1]
     if net.input_width != width:
+        text = [
+            f"'{n}' {len(c)}"
+            for n, c in zip(data.encoding.columns, data.encoding.categories, strict=True)
+            if c
+        ]
+        encoded = f" ({', '.join(text)} one-hot inputs for its text columns)" if text else ""
         raise InputError(
             f"the spec's network '{net.name}' takes {net.input_width} inputs; "
-            f"{data.name} has {width} feature columns",
-            hint="fix the network's `input` line, or choose the target with --target",
+            f"{data.name} gives {width}{encoded}",
+            hint=f"write `input {width}` in the network, or choose the target with --target",
         )
     outputs = net.layers[-1].out_features
     if net.task != data.task:
