@@ -6,19 +6,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import onnx
+from typing import TYPE_CHECKING
 
 from nscompile import syntax
 from nscompile.check import check
-from nscompile.emit_onnx import emit_onnx
-from nscompile.emit_torch import emit_torch
 from nscompile.errors import InputError
-from nscompile.ir import NetworkIR, ProgramIR
-from nscompile.lower import lower_program
-from nscompile.optimize import canonicalise, inline, optimize
 from nscompile.parser import parse, read_source
+
+# The back half (SymPy, jinja2, onnx) loads in the functions that need it: `nscompile check` and
+# `fmt` use only the front end, and ONNX's import alone takes longer than a whole check.
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+    from nscompile.ir import NetworkIR, ProgramIR
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -45,6 +46,9 @@ def front_end(text: str, file: str = "<string>") -> syntax.Spec:
 
 def compile_text(text: str, file: str = "<string>") -> Compiled:
     """Source text -> all stages; raises SpecError for any problem with the spec."""
+    from nscompile.lower import lower_program
+    from nscompile.optimize import optimize
+
     spec = front_end(text, file)
     lowered = lower_program(spec, source_name(file), text)
     return Compiled(text, spec, lowered, optimize(lowered))
@@ -57,6 +61,8 @@ def compile_file(path: str) -> Compiled:
 
 def to_torch(compiled: Compiled) -> str:
     """The generated PyTorch module's source."""
+    from nscompile.emit_torch import emit_torch
+
     return emit_torch(compiled.optimized)
 
 
@@ -67,6 +73,9 @@ def to_torch_unfused(compiled: Compiled) -> str:
     parameters (names, shapes, initialisation) are the optimised module's, so state dicts move
     between the two. `nscompile bench` measures the generated module against it.
     """
+    from nscompile.emit_torch import emit_torch
+    from nscompile.optimize import canonicalise, inline, optimize
+
     return emit_torch(optimize(compiled.lowered, (inline, canonicalise)), accumulate=False)
 
 
@@ -91,4 +100,6 @@ def to_onnx(
     compiled: Compiled, network: NetworkIR, weights: Mapping[str, np.ndarray]
 ) -> onnx.ModelProto:
     """The ONNX model of `network`, with `weights` (a state dict as arrays) as initializers."""
+    from nscompile.emit_onnx import emit_onnx
+
     return emit_onnx(compiled.optimized, network, weights)

@@ -1,7 +1,11 @@
 """DESIGN §2: data flows one way, and the compiler path never loads torch or onnxruntime.
 
-The rules are read from each module's syntax tree (nothing is imported), so a violation is reported
-with its file and line even when the module would fail to import.
+`nscompile check` and `fmt` load only the front end (no SymPy, NumPy, jinja2 or onnx), and
+`--onnx` with .safetensors weights loads no torch: start-up time is most of a short command.
+
+The static rules are read from each module's syntax tree (nothing is imported), so a violation is
+reported with its file and line even when the module would fail to import; the last tests run code
+in a fresh interpreter, where imports inside functions show too.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +84,9 @@ COMPILER_PATH = {
     "structure",
 }
 HEAVY = {"torch", "onnxruntime"}
+# What `nscompile check` and `fmt` need is the parser and the checker; these load in the functions
+# that use them (the back half: lower, optimize, the emitters), each costing 0.1-1 s of start-up.
+BACK_END_LIBRARIES = {"sympy", "numpy", "jinja2", "onnx"}
 BACK_HALF = {"lower", "optimize", "emit_torch", "emit_onnx"}
 
 
@@ -117,13 +125,30 @@ def _is_submodule(package: str, name: str) -> bool:
     return (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file()
 
 
-def imports_of(path: Path) -> list[Import]:
-    """Every import anywhere in the file (function bodies included), relative ones resolved."""
+def _module_level(tree: ast.AST) -> list[ast.AST]:
+    """The nodes that run when the module is imported: not function bodies, not TYPE_CHECKING."""
+    found: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        found.append(node)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            todo.extend(node.orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def imports_of(path: Path, module_level: bool = False) -> list[Import]:
+    """Every import in the file, relative ones resolved: anywhere (function bodies included),
+    or with `module_level` only those that run on import."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     here = module_name(path)
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     found: list[Import] = []
-    for node in ast.walk(tree):
+    for node in _module_level(tree) if module_level else ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [Import(alias.name, path, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -140,15 +165,16 @@ def imports_of(path: Path) -> list[Import]:
     return found
 
 
-def all_modules() -> dict[str, list[Import]]:
+def all_modules(module_level: bool = False) -> dict[str, list[Import]]:
     return {
-        module_name(p): imports_of(p)
+        module_name(p): imports_of(p, module_level)
         for p in sorted(PACKAGE.rglob("*.py"))
         if "_data" not in p.relative_to(PACKAGE).parts
     }
 
 
 MODULES = all_modules()
+ON_IMPORT = all_modules(module_level=True)
 
 
 def internal(imports: list[Import]) -> list[Import]:
@@ -218,14 +244,14 @@ def test_stages_import_only_earlier_stages(name: str) -> None:
     assert not bad, "\n".join(bad)
 
 
-def _reachable(start: str) -> dict[str, Import]:
+def _reachable(start: str, modules: dict[str, list[Import]] = MODULES) -> dict[str, Import]:
     """Every nscompile module loaded by importing `start`, with the import that first reached it."""
-    known = set(MODULES)
+    known = set(modules)
     seen: dict[str, Import] = {}
     todo = [start]
     while todo:
         current = todo.pop()
-        for imp in internal(MODULES.get(current, [])):
+        for imp in internal(modules.get(current, [])):
             # `import nscompile.a.b` loads nscompile.a as well.
             parts = imp.module.split(".")
             for n in range(1, len(parts) + 1):
@@ -290,3 +316,64 @@ def test_compiling_to_torch_source_loads_no_heavy_runtime() -> None:
         """
     )
     assert not loaded & HEAVY, f"compiling a spec loaded {sorted(loaded & HEAVY)}"
+
+
+def test_importing_the_command_line_loads_only_the_front_end() -> None:
+    # Every command pays for what `nscompile.cli` imports on import; the back half and its
+    # libraries load inside the functions that need them.
+    loaded = ["nscompile.cli", *_reachable("nscompile.cli", ON_IMPORT)]
+    bad = {
+        i.where()
+        for name in loaded
+        for i in ON_IMPORT.get(name, [])
+        if i.module.split(".")[0] in BACK_END_LIBRARIES | HEAVY
+        or (i.module.startswith("nscompile.") and stage_of(i.module) in BACK_HALF)
+    }
+    assert not bad, "importing nscompile.cli loads the back half:\n" + "\n".join(sorted(bad))
+
+
+TD = str(ROOT / "examples" / "td.ns")
+NOT_IN_THE_FRONT_END = BACK_END_LIBRARIES | HEAVY
+
+
+@pytest.fixture(scope="module")
+def td_safetensors(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Weights for examples/td.ns as .safetensors, written without torch."""
+    from safetensors_file import write_safetensors
+
+    from nscompile.emit_onnx import expected_shapes
+    from nscompile.pipeline import compile_file, select_network
+
+    compiled = compile_file(TD)
+    shapes = expected_shapes(compiled.optimized, select_network(compiled, None))
+    arrays = {key: np.ones(shape, np.float32) for key, shape in shapes.items()}
+    return write_safetensors(tmp_path_factory.mktemp("weights") / "w.safetensors", arrays)
+
+
+@pytest.mark.parametrize(
+    ("argv", "forbidden"),
+    [
+        (["check", TD], NOT_IN_THE_FRONT_END),
+        (["fmt", TD], NOT_IN_THE_FRONT_END),
+        (["ir", TD], HEAVY | {"onnx"}),
+        ([TD, "-o", "{tmp}/model.py"], HEAVY | {"onnx"}),
+        ([TD, "--onnx", "{tmp}/m.onnx", "--weights", "{weights}"], HEAVY),
+    ],
+    ids=["check", "fmt", "ir", "to-torch", "to-onnx-safetensors"],
+)
+def test_commands_load_only_what_they_use(
+    argv: list[str], forbidden: set[str], tmp_path: Path, td_safetensors: Path
+) -> None:
+    """Lazy imports inside functions are only seen by running the command: run it, then look."""
+    args = [a.format(tmp=tmp_path, weights=td_safetensors) for a in argv]
+    loaded = _modules_after(
+        f"""
+        import contextlib, io
+        from nscompile.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main({args!r}) == 0
+        """
+    )
+    assert "nscompile.cli" in loaded
+    heavy = sorted({m.split(".")[0] for m in loaded} & forbidden)
+    assert not heavy, f"nscompile {' '.join(args)} loaded {heavy}"

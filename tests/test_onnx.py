@@ -12,6 +12,7 @@ import onnx.printer
 import pytest
 import torch
 from helpers import compile_and_import, relative_error
+from safetensors_file import write_safetensors
 
 from nscompile.emit_onnx import IR_VERSION, OPSET
 from nscompile.errors import InputError
@@ -194,6 +195,66 @@ def test_not_a_weights_file(tmp_path: Path) -> None:
         str(ROOT / "examples" / "td.ns"), "--onnx", "m.onnx", "--weights", "junk.pt", cwd=tmp_path
     )
     assert result.returncode == 1 and "not a PyTorch state dict" in result.stderr
+
+
+def test_safetensors_weights_match_torch_save(tmp_path: Path, td_state: Path) -> None:
+    state = load_state(str(td_state))
+    file = write_safetensors(tmp_path / "state.safetensors", state)
+    read = load_state(str(file))
+    assert read.keys() == state.keys()
+    assert all(read[k].dtype == np.float32 and np.array_equal(read[k], state[k]) for k in state)
+    td = str(ROOT / "examples" / "td.ns")
+    for name, weights in (("pt.onnx", td_state), ("st.onnx", file)):
+        result = cli(td, "--onnx", name, "--weights", str(weights), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "pt.onnx").read_bytes() == (tmp_path / "st.onnx").read_bytes()
+
+
+def test_safetensors_dtypes_are_read_as_float32(tmp_path: Path) -> None:
+    values = np.array([[1.5, -2.0], [0.25, 3.0]])
+    arrays = {"f64": values, "f16": values.astype(np.float16), "i64": np.arange(3)}
+    # BF16 is the upper half of a float32: 1.5 is 0x3FC0, -2.0 is 0xC000.
+    arrays["bf16"] = np.array([0x3FC0, 0xC000], dtype=np.uint16)
+    file = write_safetensors(tmp_path / "w.safetensors", arrays, codes={"bf16": "BF16"})
+    read = load_state(str(file))
+    assert all(a.dtype == np.float32 for a in read.values())
+    assert np.array_equal(read["f64"], values) and np.array_equal(read["f16"], values)
+    assert read["i64"].tolist() == [0, 1, 2] and read["bf16"].tolist() == [1.5, -2.0]
+
+
+def _corrupt(path: Path, kind: str) -> Path:
+    good = write_safetensors(path, {"w": np.zeros((2, 3), np.float32)}).read_bytes()
+    size = int.from_bytes(good[:8], "little")
+    header, body = good[8 : 8 + size], good[8 + size :]
+    if kind == "short":
+        data = good[:5]
+    elif kind == "length":
+        data = (10**9).to_bytes(8, "little") + header + body
+    elif kind == "json":
+        data = good[:8] + b"{" * size + body
+    elif kind == "dtype":
+        header = header.replace(b'"F32"', b'"F8_E5M2"')
+        data = len(header).to_bytes(8, "little") + header + body
+    else:  # 2 x 3 float32 values take 24 bytes, not 20
+        data = good[:8] + header.replace(b"24]", b"20]") + body
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("short", "shorter than its 8-byte header length"),
+        ("length", "exceeds the file"),
+        ("json", "not a readable safetensors file"),
+        ("dtype", "has dtype F8_E5M2, which nscompile does not read"),
+        ("offsets", "data_offsets that do not fit"),
+    ],
+)
+def test_bad_safetensors_files_are_named(tmp_path: Path, kind: str, message: str) -> None:
+    file = _corrupt(tmp_path / "w.safetensors", kind)
+    with pytest.raises(InputError, match=message):
+        load_state(str(file))
 
 
 @pytest.mark.parametrize(
