@@ -4,9 +4,12 @@
     >>> clf = TaskNetClassifier(spec="examples/td.ns", hidden=(16,), epochs=50).fit(X, y)
     >>> clf.predict_proba(X[:3]), clf.score(X, y), clf.spec_
 
-`fit` standardises X, builds the network for X's width (the spec's own network when its input
-width and head fit the data, otherwise `neuron` + `hidden` + a linear head), compiles it with
-the project's compiler, imports the generated module and trains it with the project's trainer
+Text columns (str cells in a DataFrame or an object array) are one-hot encoded as the command
+line does (`nscompile.data.Encoding`, kept as `encoding_`); a category `fit` did not see is a
+ValueError in `predict`. `fit` standardises X, builds the network for X's width (the spec's
+own network when its input width and head fit the data, otherwise `neuron` + `hidden` + a
+linear head), compiles it with the project's compiler, imports the generated module and trains
+it with the project's trainer
 (`nscompile.train.core.fit_seed`: Adam with weight decay 1e-5, cosine decay, early stopping on
 an internal validation split, best state restored). Regression targets are standardised for
 training and mapped back in `predict`.
@@ -41,6 +44,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nscompile import syntax
+from nscompile.data import Encoding, Table
 from nscompile.errors import InputError, SpecError
 from nscompile.parser import parse, read_source
 from nscompile.pipeline import compile_text, to_torch
@@ -148,6 +152,52 @@ def _validation_rows(
     if len(val_rows) == 0:
         val_rows = train_rows
     return train_rows, val_rows
+
+
+def _text_table(X: Any) -> Table | None:  # noqa: ANN401 (array-like)
+    """X as a Table when it has text columns (str cells that are not numbers), else None.
+
+    A DataFrame's columns keep their names; an array's are c0, c1, ... . Cells of any other
+    type are left to scikit-learn's own validation (which rejects them).
+    """
+    columns = getattr(X, "columns", None)
+    if columns is not None and hasattr(X, "iloc"):
+        names = tuple(str(c) for c in columns)
+        array = X.to_numpy(dtype=object)
+    else:
+        try:
+            array = np.asarray(X)
+        except (TypeError, ValueError):
+            return None
+        if array.ndim != 2 or array.dtype.kind not in "OU":
+            return None
+        names = tuple(f"c{i}" for i in range(array.shape[1]))
+    cells = []
+    for i in range(array.shape[1]):
+        column = array[:, i]
+        numbers = [_number(v) for v in column]
+        if all(n is not None for n in numbers):
+            cells.append(np.array(numbers, dtype=np.float64))
+        elif all(n is not None or isinstance(v, str) for n, v in zip(numbers, column, strict=True)):
+            cells.append(np.array([str(v) for v in column], dtype=object))
+        else:
+            return None
+    if not any(c.dtype.kind == "O" for c in cells):
+        return None
+    return Table("X", names, tuple(cells))
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, int | float | np.number):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 class _TaskNetBase(BaseEstimator):
@@ -341,9 +391,46 @@ class _TaskNetBase(BaseEstimator):
         state.pop("_model", None)
         return state
 
+    def _validate_fit(self, X: Any, y: Any, **options: Any) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN401
+        """(X as numbers, y); text columns are one-hot encoded (`encoding_`, as the CLI does)."""
+        table = _text_table(X)
+        self.encoding_ = None if table is None else Encoding.fit(table)
+        if table is None:
+            return validate_data(self, X, y, dtype=np.float64, **options)
+        encoded, y = validate_data(self, self._encode(table), y, dtype=np.float64, **options)
+        self.n_features_in_ = len(table.columns)
+        if hasattr(X, "iloc"):
+            self.feature_names_in_ = np.array(table.columns, dtype=object)
+        return encoded, y
+
+    def _encode(self, table: Table) -> np.ndarray:
+        try:
+            return self.encoding_.encode(table)
+        except InputError as error:
+            raise ValueError(
+                f"{error.message} ({error.hint})" if error.hint else error.message
+            ) from None
+
+    def _inputs(self, X: Any) -> np.ndarray:  # noqa: ANN401
+        if getattr(self, "encoding_", None) is None:
+            return validate_data(self, X, reset=False, dtype=np.float64)
+        table = _text_table(X)
+        if table is None:  # every cell a number: the text columns hold number-like categories
+            array = np.asarray(X, dtype=object)
+            names = tuple(f"c{i}" for i in range(array.shape[1]))
+            names = tuple(str(c) for c in X.columns) if hasattr(X, "iloc") else names
+            cells = tuple(array[:, i].astype(np.float64) for i in range(len(names)))
+            table = Table("X", names, cells)
+        if len(table.columns) != self.n_features_in_:
+            raise ValueError(
+                f"X has {len(table.columns)} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return self._encode(table)
+
     def _outputs(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "state_dict_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = self._inputs(X)
         xs = ((X - self.x_mean_) / self.x_std_).astype(np.float32)
         model = self.model_
         with torch.no_grad():
@@ -387,7 +474,7 @@ class TaskNetClassifier(ClassifierMixin, _TaskNetBase):
     _task = "classification"
 
     def fit(self, X: Any, y: Any) -> TaskNetClassifier:
-        X, y = validate_data(self, X, y, dtype=np.float64)
+        X, y = self._validate_fit(X, y)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -431,7 +518,7 @@ class TaskNetRegressor(RegressorMixin, _TaskNetBase):
     _task = "regression"
 
     def fit(self, X: Any, y: Any) -> TaskNetRegressor:
-        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        X, y = self._validate_fit(X, y, y_numeric=True)
         self.y_mean_ = float(y.mean())
         y_std = float(y.std())
         self.y_std_ = y_std if y_std > 1e-12 else 1.0

@@ -243,3 +243,19 @@ def test_the_expected_failures_pass_with_more_training() -> None:
         warnings.simplefilter("ignore")
         estimator_checks.check_classifiers_train("TaskNetClassifier", TaskNetClassifier(**FAST))
         estimator_checks.check_regressors_train("TaskNetRegressor", TaskNetRegressor(**FAST))
+
+
+def test_text_columns_are_encoded_as_the_command_line_does() -> None:
+    rng = np.random.default_rng(0)
+    colour = np.array([("red", "green", "blue")[i % 3] for i in range(200)], dtype=object)
+    size = rng.normal(size=200)
+    X = np.column_stack([size, colour]).astype(object)
+    y = ((size + (colour == "red")) > 0.5).astype(int)
+    clf = TaskNetClassifier(hidden=(8,), epochs=30, lr=1e-2).fit(X, y)
+    assert clf.n_features_in_ == 2
+    assert clf.encoding_.categories == (None, ("blue", "green", "red"))
+    assert clf.score(X, y) > 0.8
+    with pytest.raises(ValueError, match="category 'purple' in data row 1, which training"):
+        clf.predict(np.array([[0.1, "purple"]], dtype=object))
+    with pytest.raises(ValueError, match="X has 1 features, but TaskNetClassifier is expecting 2"):
+        clf.predict(np.array([["red"]], dtype=object))
