@@ -108,10 +108,8 @@ def _predictions(session, table, first_row: int, target: str | None):  # noqa: A
     """(header, CSV rows) for one chunk of the data."""
     import numpy as np
 
-    from nscompile.deploy import onnx_answers
-
     if session.preprocess is not None:
-        out = onnx_answers(session, table, first_row)
+        out = session.answers(table, first_row)
         if "label" in out:
             labels = session.preprocess.labels
             header = ["class"] + [f"prob_{label}" for label in labels]

@@ -30,7 +30,7 @@ from nscompile.errors import InputError
 SKLEARN = ("breast_cancer", "diabetes", "digits", "iris", "wine")
 MAX_CATEGORIES = 100  # one-hot columns per text column: an ID or free text is refused, not exploded
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # models run in float32: larger numbers are inf
-CHUNK_ROWS = 65_536  # rows per chunk when a CSV is streamed (`iter_csv`)
+CHUNK_ROWS = 16_384  # rows per chunk when a CSV is streamed (`iter_csv`)
 
 
 @dataclass(frozen=True)

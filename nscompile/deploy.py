@@ -7,8 +7,9 @@
     >>> model.module                             # torch: encoded raw features -> answer
 
 Both engines apply the run's `Preprocess` the same way: onnxruntime inside `model.onnx`
-(`deploy_onnx`), torch in `DeployedModule` around the generated network. `answers` gives the
-deployed ONNX graph's outputs by name (label, probabilities, logits / prediction) for either.
+(`deploy_onnx`), torch in `DeployedModule` around the generated network. `RunModel.answers`
+gives the deployed graph's outputs by name (label, probabilities, logits / prediction), as
+`Session.answers` does with onnxruntime.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -124,20 +124,6 @@ def _classes(pre: Preprocess, logits: np.ndarray, probs: np.ndarray) -> dict[str
     return {"label": labels, "probabilities": probs, "logits": logits}
 
 
-def onnx_answers(session: Session, table: Table, first_row: int = 1) -> dict[str, np.ndarray]:
-    """A deployed model's outputs for the rows of `table` (its columns found by name)."""
-    pre = session.preprocess
-    if pre is None:
-        raise InputError("this ONNX model is a bare network, not a run's deployed model")
-    feeds: dict[str, Any] = {}
-    if "input" in session.inputs:
-        feeds["input"] = pre.numeric(table)
-    if "categories" in session.inputs:
-        feeds["categories"] = pre.text(table)
-    pre.encoding.encode(table, first_row)  # text where numbers are due, unseen categories
-    return session.run_feeds(feeds)
-
-
 def load_run(run_dir: str | Path) -> RunModel:
     """The run in `run_dir`, ready to predict with torch."""
     return RunModel(run_dir)
@@ -177,7 +163,7 @@ def evaluate(
     if split != "all":
         table, y, codes = _split(run_dir, table, y, codes, split)
     session = Session(run_dir / "model.onnx", provider="cpu")
-    engines = {"onnx": onnx_answers(session, table), "torch": model.answers(table)}
+    engines = {"onnx": session.answers(table), "torch": model.answers(table)}
     key = "logits" if pre.task == "classification" else "prediction"
     reference = engines["torch"][key]
     scale = max(float(np.max(np.abs(reference))), 1.0) if len(y) else 1.0

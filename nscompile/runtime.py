@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nscompile.data import Table
 from nscompile.errors import InputError
 from nscompile.preprocess import Preprocess
 
@@ -129,6 +130,23 @@ class Session:
                 "the model produced NaN or infinite outputs", RuntimeWarning, stacklevel=2
             )
         return dict(zip(self.output_names, results, strict=True))
+
+    def answers(self, table: Table, first_row: int = 1) -> dict[str, np.ndarray]:
+        """A run's deployed model's outputs for the rows of `table` (columns found by name).
+
+        Text where numbers are due and categories training did not see are errors here (the
+        graph alone would give such a row all-zero indicators).
+        """
+        pre = self.preprocess
+        if pre is None:
+            raise InputError("this ONNX model is a network's bare model, not a run's")
+        pre.encoding.encode(table, first_row)
+        feeds = {}
+        if "input" in self.inputs:
+            feeds["input"] = pre.numeric(table)
+        if "categories" in self.inputs:
+            feeds["categories"] = pre.text(table)
+        return self.run_feeds(feeds)
 
 
 def _preprocess(metadata: dict[str, str], path: str | Path) -> Preprocess | None:

@@ -163,3 +163,28 @@ def test_bare_compile_has_no_preprocessing(tmp_path: Path) -> None:
     model = onnx.load(str(tmp_path / "m.onnx"))
     assert "nscompile.preprocess" not in {p.key for p in model.metadata_props}
     assert [o.name for o in model.graph.output] == ["output"]
+
+
+def test_run_streams_in_chunks_with_the_same_answer(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    import nscompile.data
+
+    data = tmp_path / "shop.csv"
+    text_table(data, 60, 0)
+    run = train(tmp_path, spec(5, 2, "classification"), str(data))
+    whole = (tmp_path / "whole.csv", tmp_path / "chunked.csv")
+    assert main(["run", str(run / "model.onnx"), str(data), "-o", str(whole[0])]) == 0
+    monkeypatch.setattr(nscompile.data.iter_tables, "__defaults__", (7,))
+    assert main(["run", str(run / "model.onnx"), str(data), "-o", str(whole[1])]) == 0
+    assert whole[0].read_text() == whole[1].read_text()
+    assert len(whole[0].read_text().splitlines()) == 61
+    # A bad cell in a later chunk names its row in the whole file.
+    lines = data.read_text().splitlines()
+    lines[50] = lines[50].replace(lines[50].split(",")[0], "", 1)
+    data.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(["run", str(run / "model.onnx"), str(data), "-o", str(whole[1])]) == 1
+    assert "column 'size' of" in (err := capsys.readouterr().err) and "data row 50" in err
