@@ -224,7 +224,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         *_report(result.metrics),
         f"onnxruntime vs torch on all {len(data.target)} rows: relative difference {diff:.3g}",
         f"total training {result.metrics['seconds']:.1f}s; run in {result.path}",
-        f"predict from raw rows: nscompile run {result.path / 'model.onnx'} DATA -o predictions.csv",
+        f"predict from raw rows: nscompile run {result.path / 'model.onnx'} DATA -o out.csv",
     ]
     print("\n".join(lines))
     if diff > 1e-4:
