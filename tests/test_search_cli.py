@@ -97,7 +97,7 @@ def test_interrupted_search_leaves_no_spec(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(6)
+    time.sleep(10)  # past the imports, inside the search (500 epochs take about a minute)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
