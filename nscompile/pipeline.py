@@ -14,13 +14,20 @@ from nscompile import syntax
 from nscompile.check import check
 from nscompile.emit_onnx import emit_onnx
 from nscompile.emit_torch import emit_torch
-from nscompile.errors import InputError
+from nscompile.errors import InputError, Span, SpecError
+from nscompile.fold import fold
 from nscompile.ir import NetworkIR, ProgramIR
 from nscompile.lower import lower_program
 from nscompile.optimize import canonicalise, inline, optimize
 from nscompile.parser import parse, read_source
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+#: Largest network compiled without `max_param_bytes`: 2 GiB of float32 parameters. Widths are
+#: bounded one by one (`syntax.MAX_WIDTH`); their products are bounded here, before anything
+#: allocates them (the ONNX initializers, the module a user builds).
+MAX_PARAM_BYTES = 2 * 1024**3
+FLOAT32_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Compiled:
     spec: syntax.Spec
     lowered: ProgramIR
     optimized: ProgramIR
+    file: str = "<string>"
 
 
 def source_name(path: str) -> str:
@@ -39,15 +47,39 @@ def source_name(path: str) -> str:
 
 
 def front_end(text: str, file: str = "<string>") -> syntax.Spec:
-    """Source text -> checked AST; raises SpecError."""
-    return check(parse(text, file), file)
+    """Source text -> checked and folded AST; raises SpecError."""
+    return fold(check(parse(text, file), file))
 
 
-def compile_text(text: str, file: str = "<string>") -> Compiled:
-    """Source text -> all stages; raises SpecError for any problem with the spec."""
+def compile_text(
+    text: str, file: str = "<string>", max_param_bytes: int = MAX_PARAM_BYTES
+) -> Compiled:
+    """Source text -> all stages; raises SpecError for any problem with the spec.
+
+    A network whose float32 parameters would take more than `max_param_bytes` is an error.
+    """
     spec = front_end(text, file)
     lowered = lower_program(spec, source_name(file), text)
-    return Compiled(text, spec, lowered, optimize(lowered))
+    _check_sizes(spec, lowered, max_param_bytes)
+    return Compiled(text, spec, lowered, optimize(lowered), file)
+
+
+def _check_sizes(spec: syntax.Spec, program: ProgramIR, max_param_bytes: int) -> None:
+    for network in program.networks:
+        count = program.parameter_count(network)
+        if count * FLOAT32_BYTES > max_param_bytes:
+            raise SpecError(
+                "E160",
+                f"network '{network.name}' has {count:,} parameters "
+                f"({_gib(count * FLOAT32_BYTES)} of float32), above the limit of "
+                f"{_gib(max_param_bytes)}",
+                spec.networks[network.name].name_span,
+                hint="narrow its layers, or raise the limit with --max-param-bytes",
+            )
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:.3g} GiB"
 
 
 def compile_file(path: str) -> Compiled:
@@ -77,7 +109,13 @@ def select_network(compiled: Compiled, name: str | None) -> NetworkIR:
         if len(networks) == 1:
             return next(iter(networks.values()))
         if not networks:
-            raise InputError("the spec declares no network", hint="add a `network NAME { ... }`")
+            raise SpecError(
+                "E161",
+                "the spec declares no network",
+                _end_of(compiled.source, compiled.file),
+                hint="ONNX holds a network: add one, e.g. "
+                "'network net { input 4  dense 1 NEURON  task regression }'",
+            )
         raise InputError(
             f"the spec declares {len(networks)} networks",
             hint=f"choose one with --network: {sorted(networks)}",
@@ -85,6 +123,12 @@ def select_network(compiled: Compiled, name: str | None) -> NetworkIR:
     if name not in networks:
         raise InputError(f"the spec has no network '{name}'", hint=f"networks: {sorted(networks)}")
     return networks[name]
+
+
+def _end_of(source: str, file: str) -> Span:
+    """Just past the last character of `source`: where a missing declaration would go."""
+    lines = source.rstrip().splitlines() or [""]
+    return Span.point(file, len(lines), len(lines[-1]) + 1)
 
 
 def to_onnx(

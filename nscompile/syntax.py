@@ -34,6 +34,8 @@ MAX_RANK = 4096
 MAX_WIDTH = 1_000_000
 #: Largest number of classes of a classification head.
 MAX_CLASSES = 1_000_000
+#: Largest magnitude of a constant, written or folded: float32's, since the model runs in float32.
+MAX_NUMBER = 3.4028234663852886e38
 
 
 def _span() -> Span | None:
