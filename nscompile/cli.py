@@ -22,6 +22,7 @@ from nscompile.files import write_atomic
 from nscompile.parser import read_source
 from nscompile.pipeline import (
     MAX_PARAM_BYTES,
+    check_onnx_size,
     compile_text,
     front_end,
     select_network,
@@ -90,6 +91,7 @@ def _onnx_model(compiled, torch_source: str, args: argparse.Namespace) -> bytes:
     from nscompile.weights import initial_state, load_state  # torch: only when asked for
 
     network = select_network(compiled, args.network)
+    check_onnx_size(compiled, network)
     if args.weights is not None:
         weights = load_state(args.weights)
     else:

@@ -28,6 +28,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 #: allocates them (the ONNX initializers, the module a user builds).
 MAX_PARAM_BYTES = 2 * 1024**3
 FLOAT32_BYTES = 4
+#: An ONNX file is one protobuf message, and protobuf refuses messages from 2 GiB on; the margin
+#: holds the graph itself.
+MAX_ONNX_PARAM_BYTES = 2 * 1024**3 - 16 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,20 @@ def _check_sizes(spec: syntax.Spec, program: ProgramIR, max_param_bytes: int) ->
                 spec.networks[network.name].name_span,
                 hint="narrow its layers, or raise the limit with --max-param-bytes",
             )
+
+
+def check_onnx_size(compiled: Compiled, network: NetworkIR) -> None:
+    """Raise E162 when `network`'s weights cannot fit in one ONNX file; call before allocating."""
+    count = compiled.optimized.parameter_count(network)
+    if count * FLOAT32_BYTES > MAX_ONNX_PARAM_BYTES:
+        raise SpecError(
+            "E162",
+            f"network '{network.name}' has {count:,} parameters "
+            f"({_gib(count * FLOAT32_BYTES)} of float32): too many for one ONNX file",
+            compiled.spec.networks[network.name].name_span,
+            hint=f"an ONNX file holds less than 2 GiB; narrow its layers "
+            f"(at most {MAX_ONNX_PARAM_BYTES // FLOAT32_BYTES:,} parameters)",
+        )
 
 
 def _gib(size: int) -> str:

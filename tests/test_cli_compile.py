@@ -120,3 +120,11 @@ def test_an_internal_error_exits_3_without_traceback(tmp_path, capsys, monkeypat
         "nscompile: internal error: an invariant broke (please report this with the spec)\n"
     )
     assert not (tmp_path / "m.py").exists()
+
+
+def test_networks_too_large_for_one_onnx_file_are_refused(tmp_path, capsys) -> None:
+    spec = _spec(tmp_path, "network big { input 30000  dense 30000  dense 1 }")
+    assert cli.main([str(spec), *_outputs(tmp_path), "--max-param-bytes", str(8 * 1024**3)]) == 1
+    err = capsys.readouterr().err
+    assert "spec.ns:1:9: error[E162]: network 'big' has 900,060,001 parameters" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.ns"]
