@@ -155,7 +155,10 @@ class _Lowerer:
         return total
 
     def lower(self, node: syntax.Expr) -> Value:
-        return _LOWER[type(node)](self, node)
+        value = _LOWER[type(node)](self, node)
+        # `x - x` and `0 * x` become ZeroMatrix, which no backend prints; held as the scalar 0,
+        # the parts of an input that are constant (`cos(0 * x)`) fold to scalars as well.
+        return sp.Integer(0) if isinstance(value, ZeroMatrix) else value
 
     def _number(self, node: syntax.Number) -> Value:
         return number(node.value)

@@ -128,3 +128,20 @@ def test_networks_too_large_for_one_onnx_file_are_refused(tmp_path, capsys) -> N
     err = capsys.readouterr().err
     assert "spec.ns:1:9: error[E162]: network 'big' has 900,060,001 parameters" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.ns"]
+
+
+CONSTANT_PARTS = [
+    # an input with a constant part: it lowers to a scalar, not to an unprintable ZeroMatrix
+    "<w, 2 * x - cos(0*x)**3>",
+    "<w, 2 * abs(x) - abs(x) - (x - x)**3>",
+    "<w, x * cos(x - x)> + b",
+    "0.5 * tanh(<w, 2 * x - cos(0*x)**3>) - -bias + 3",
+]
+
+
+@pytest.mark.parametrize("y", CONSTANT_PARTS)
+def test_constant_parts_of_an_input_compile_and_match_the_ir(tmp_path, y) -> None:
+    from helpers import compile_and_import, layer_parity
+
+    compiled, module = compile_and_import(f"neuron q {{ y = {y} }}", tmp_path)
+    assert layer_parity(module.QLayer, compiled.lowered.neurons[0], 4, 3, 5, seed=0) < 1e-5
