@@ -20,15 +20,7 @@ from nscompile.cli_train import add_parsers as add_train_parsers
 from nscompile.errors import InputError, InternalError, SpecError
 from nscompile.files import write_atomic
 from nscompile.parser import read_source
-from nscompile.pipeline import (
-    MAX_PARAM_BYTES,
-    check_onnx_size,
-    compile_text,
-    front_end,
-    select_network,
-    to_onnx,
-    to_torch,
-)
+from nscompile.pipeline import compile_text, front_end, select_network, to_onnx, to_torch
 from nscompile.structure import load_structure, network_for, neuron_from_structure
 from nscompile.syntax import TASKS, Spec
 from nscompile.unparse import unparse
@@ -88,6 +80,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _onnx_model(compiled, torch_source: str, args: argparse.Namespace) -> bytes:  # noqa: ANN001
+    from nscompile.pipeline import check_onnx_size
     from nscompile.weights import initial_state, load_state  # torch: only when asked for
 
     network = select_network(compiled, args.network)
@@ -205,8 +198,7 @@ def _compile_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-param-bytes",
         type=int,
-        default=MAX_PARAM_BYTES,
-        help="refuse networks whose float32 parameters take more bytes (2 GiB)",
+        help="refuse networks whose float32 parameters take more bytes (default 2 GiB)",
     )
     parser.add_argument("--version", action="version", version=f"nscompile {__version__}")
     parser.set_defaults(run=cmd_compile)

@@ -54,16 +54,15 @@ def front_end(text: str, file: str = "<string>") -> syntax.Spec:
     return fold(check(parse(text, file), file))
 
 
-def compile_text(
-    text: str, file: str = "<string>", max_param_bytes: int = MAX_PARAM_BYTES
-) -> Compiled:
+def compile_text(text: str, file: str = "<string>", max_param_bytes: int | None = None) -> Compiled:
     """Source text -> all stages; raises SpecError for any problem with the spec.
 
-    A network whose float32 parameters would take more than `max_param_bytes` is an error.
+    A network whose float32 parameters would take more than `max_param_bytes` (default
+    `MAX_PARAM_BYTES`) is an error.
     """
     spec = front_end(text, file)
     lowered = lower_program(spec, source_name(file), text)
-    _check_sizes(spec, lowered, max_param_bytes)
+    _check_sizes(spec, lowered, MAX_PARAM_BYTES if max_param_bytes is None else max_param_bytes)
     return Compiled(text, spec, lowered, optimize(lowered), file)
 
 
