@@ -82,12 +82,38 @@ STRAY = [
 TOKEN = re.compile(r"\d[\d.]*(?:[eE][-+]?\d+)?|[A-Za-z_]\w*|\*\*|#[^\n]*|\s+|.", re.S)
 
 
-def seeds() -> tuple[list[str], list[str]]:
+def seeds(generated: int = 200) -> tuple[list[str], list[str]]:
     """The valid specs mutations start from, and the bad ones, in a fixed order."""
     good = [t.format(y=y) for t in TEMPLATES for y in TEMPLATE_YS]
     good += [p.read_text(encoding="utf-8") for p in sorted((ROOT / "examples").glob("*.ns"))]
+    good += generated_specs(generated)
     bad = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "tests/errors").glob("*.ns"))]
     return good, bad
+
+
+def generated_specs(count: int) -> list[str]:
+    """`count` specs drawn from tests/strategies.py, the same ones on every run."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from strategies import specs
+
+    from nscompile.unparse import unparse
+
+    texts: list[str] = []
+
+    @settings(
+        max_examples=count,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(specs(min_networks=0, max_networks=2))
+    def collect(spec) -> None:  # noqa: ANN001
+        texts.append(unparse(spec))
+
+    collect()
+    return texts
 
 
 # --- mutations: token list -> token list ---------------------------------------------------
@@ -375,7 +401,7 @@ class _Worker:
         self.process.join()
 
 
-def campaign(cases: int, seed: int, jobs: int, onnx_every: int = 10) -> dict[str, list]:
+def campaign(cases: int, seed: int, jobs: int, onnx_every: int) -> dict[str, list]:
     """Run the cases on `jobs` workers; return the findings (case, text, detail) by outcome."""
     context = multiprocessing.get_context("spawn")  # fresh workers: no state from the parent
     pool = seeds()
@@ -430,9 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--onnx-every", type=int, default=10, help="export every Nth case (10)")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    found = campaign(args.cases, args.seed, args.jobs)
+    found = campaign(args.cases, args.seed, args.jobs, args.onnx_every)
     print(report(found, args.cases, time.monotonic() - started))
     return 0 if not (found["traceback"] or found["timeout"] or found["injection"]) else 1
 

@@ -20,7 +20,7 @@ EXPECTED = {"ok", "spec error", "input error"}
 
 @pytest.fixture(scope="module")
 def pools() -> tuple[list[str], list[str]]:
-    return fuzz.seeds()
+    return fuzz.seeds(generated=40)
 
 
 @pytest.mark.parametrize("block", range(0, CASES, 50))
