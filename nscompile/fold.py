@@ -38,6 +38,9 @@ ERRORS = {
              "'{term}' is multiplied by zero and learns nothing; remove it"),
     "E139": ("'{node}' folds to {value}, beyond float32's range",
              f"the model computes in float32: constants must lie within +-{s.MAX_NUMBER:.4g}"),
+    "E170": ("'{node}' folds to a power {value} of '{base}'",
+             f"nested and multiplied powers multiply: at most {s.MAX_FOLDED_POWER} in all "
+             "(float32 overflows long before)"),
 }  # fmt: skip
 assert not set(ERRORS) & set(CHECK_ERRORS), "one code, one meaning"
 
@@ -87,11 +90,20 @@ class _Folder:
         return value
 
     def _check_range(self, node: s.Expr, value: sp.Expr) -> None:
-        """Every constant in the folded value must be finite and fit in float32."""
+        """Every constant in the folded value must fit in float32, every power be bounded."""
         for constant in value.atoms(sp.Number):
             if not constant.is_finite or abs(constant) > s.MAX_NUMBER:
                 shown = _shown(constant)
                 raise _error("E139", node.span, node=unparse_expr(node), value=shown)
+        for power in value.atoms(sp.Pow):  # the backends print the folded exponent as it is
+            if power.exp.is_number and abs(power.exp) > s.MAX_FOLDED_POWER:
+                base = self._shown(power.base)
+                raise _error("E170", node.span, node=unparse_expr(node), value=power.exp, base=base)
+
+    def _shown(self, value: sp.Expr) -> str:
+        """A folded sub-expression for a message, its terms in the spec's own words."""
+        words = {symbol: sp.Symbol(unparse_expr(term)) for symbol, term in self.terms.items()}
+        return sp.sstr(value.xreplace(words))
 
     def _learnable(self, node: s.Expr) -> sp.Symbol:
         symbol = sp.Symbol(f"_term{next(self.ids)}")  # '_' : no spec name can collide

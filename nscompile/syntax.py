@@ -28,6 +28,8 @@ TASKS = ("classification", "regression")
 
 #: Largest power `x**k` and largest CP order `cp(x, k)`.
 MAX_ORDER = 9
+#: Largest power of one base once folding has multiplied them (`(x**9)**9`, `x**2 * x**9`).
+MAX_FOLDED_POWER = MAX_ORDER**2
 #: Largest CP rank.
 MAX_RANK = 4096
 #: Largest layer width (input or dense).
