@@ -6,7 +6,8 @@ scalar (constants only), input-wide (an elementwise function of `x`, one value p
 feature, allowed only inside `<w, ...>` or as the first argument of `cp`) and unit-wide (one
 value per output unit: `<w, x>`, `cp(x, k)`, `b`). `y` must be unit-wide.
 
-`ERRORS` lists every code with its message and hint.
+`ERRORS` lists every code with its message and hint; the errors that need the values of
+constants (E136, E137, E139, E170) come from `fold`, the next stage.
 """
 
 from __future__ import annotations

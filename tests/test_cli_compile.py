@@ -14,6 +14,7 @@ import pytest
 
 from nscompile import cli
 from nscompile.errors import InternalError
+from nscompile.fold import ERRORS
 
 NETWORK = "network n {{ input 3  dense 4 q  dense 1  task regression }}"
 FOUND = [
@@ -35,6 +36,10 @@ FOUND = [
     ("b", "E138", "b"),
     ("<w, (((((x**9)**9)**9)**9)**9)**9>", "E170", "((x**9)**9)**9"),
 ]
+
+
+def test_every_folding_code_is_found_here() -> None:
+    assert set(ERRORS) <= {code for _, code, _ in FOUND}
 
 
 def _spec(tmp_path: Path, text: str) -> Path:
