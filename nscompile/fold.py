@@ -2,8 +2,9 @@
 
 `check` judges a spec's form; this stage judges its values as lowering will see them once
 SymPy has simplified: `<w, (x - x)**2>` projects a constant, `0 * <w, x>` is a term that
-vanishes, `exp(710) * <w, x>` holds a constant no float32 model can. Each is a SpecError at
-the smallest node that shows it, raised for `nscompile check` and compilation alike.
+vanishes, `exp(710) * <w, x>` holds a constant no float32 model can, `((x**9)**9)**9` a power
+no backend should print. Each is a SpecError at the smallest node that shows it, raised for
+`nscompile check` and compilation alike (both run `pipeline.front_end`).
 
 The model is scalar: `x` is one real symbol (every function is elementwise, so one feature
 stands for all), each learnable term (`<w, e>`, `cp(e, k)`, `b`) its own symbol, an
