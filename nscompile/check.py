@@ -6,7 +6,8 @@ scalar (constants only), input-wide (an elementwise function of `x`, one value p
 feature, allowed only inside `<w, ...>` or as the first argument of `cp`) and unit-wide (one
 value per output unit: `<w, x>`, `cp(x, k)`, `b`). `y` must be unit-wide.
 
-`ERRORS` lists every code with its message and hint.
+`ERRORS` lists every code with its message and hint; the errors that need the values of
+constants (E136, E137, E139, E170) come from `fold`, the next stage.
 """
 
 from __future__ import annotations
@@ -68,9 +69,12 @@ ERRORS = {
     "E132": (f"exponent must be {ORDERS}, got {{value}}", "x**k takes a whole power, e.g. x**2"),
     "E133": ("y has no learnable term",
              "y needs an inner product <w, x>, a cp(x, k) term or the bias b"),
-    "E134": ("number too large", "numbers must be below 1e308"),
+    "E134": ("number too large for float32",
+             f"the model computes in float32: numbers must lie within +-{s.MAX_NUMBER:.4g}"),
     "E135": ("the first argument of cp must be a function of x alone",
              "write cp(x, k), or of an elementwise function: cp(x**2, 2)"),
+    "E138": ("y does not depend on the input",
+             "y needs an inner product <w, x> or a cp(x, k) term; the bias alone is a constant"),
     # networks
     "E140": ("a network starts with 'input D'", "add 'input D' first, D the number of features"),
     "E141": ("a second 'input'", "a network has one 'input', its first statement"),
@@ -171,6 +175,8 @@ def _check_neuron(neuron: s.Neuron) -> None:
             )
         if kind == SCALAR:
             raise _error("E133", stmt.expr.span)
+        if not scope.weights and not scope.cp_terms:  # unit-wide through the bias alone
+            raise _error("E138", stmt.expr.span)
         seen_assign = True
     if not seen_assign:
         raise _error("E110", neuron.name_span, name=neuron.name)
@@ -200,7 +206,7 @@ class _Scope:
         return KINDS[type(expr)](self, expr)
 
     def number(self, expr: s.Number) -> str:
-        if not math.isfinite(expr.value):
+        if not math.isfinite(expr.value) or abs(expr.value) > s.MAX_NUMBER:
             raise _error("E134", expr.span)
         return SCALAR
 

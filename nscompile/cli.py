@@ -1,7 +1,8 @@
 """The command line: `nscompile SPEC -o model.py`; subcommands check, fmt, ir, import-structure.
 
 Generated code goes to a file or stdout; diagnostics go to stderr. Exit codes: 0 ok, 1 a problem
-with the user's input (spec, data, stale file under --check), 2 usage.
+with the user's input (spec, data, stale file under --check), 2 usage, 3 an internal error (a bug
+in nscompile: every problem with the input has its own message).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from nscompile import __version__
 from nscompile.cli_bench import add_parser as add_bench_parser
 from nscompile.cli_data import bounded_int, cmd_run, cmd_search
 from nscompile.cli_train import add_parsers as add_train_parsers
-from nscompile.errors import InputError, SpecError
+from nscompile.errors import InputError, InternalError, SpecError
 from nscompile.files import write_atomic
 from nscompile.parser import read_source
 from nscompile.pipeline import compile_text, front_end, select_network, to_onnx, to_torch
@@ -24,7 +25,7 @@ from nscompile.structure import load_structure, network_for, neuron_from_structu
 from nscompile.syntax import TASKS, Spec
 from nscompile.unparse import unparse
 
-OK, INPUT_ERROR, USAGE = 0, 1, 2
+OK, INPUT_ERROR, USAGE, INTERNAL_ERROR = 0, 1, 2, 3
 
 
 class UserError(Exception):
@@ -62,22 +63,33 @@ def _emit(text: str, output: str | None, check: bool, fix: str = "regenerate it"
 
 def cmd_compile(args: argparse.Namespace) -> int:
     source = read_source(args.spec)
-    compiled = _compiled(source, args.spec)
-    torch_source = to_torch(compiled)
-    status = OK
-    if args.output is not None or args.onnx is None:
-        status = _emit(torch_source, args.output, args.check)
-    if args.onnx is not None:
-        from nscompile.weights import initial_state, load_state  # torch: only when asked for
+    try:
+        compiled = compile_text(source, args.spec, args.max_param_bytes)
+        # Every output is made in memory first: a failure leaves no file behind.
+        outputs = []
+        torch_source = to_torch(compiled)
+        if args.output is not None or args.onnx is None:
+            outputs.append((_emit, torch_source, args.output))
+        if args.onnx is not None:
+            model = _onnx_model(compiled, torch_source, args)
+            outputs.append((_emit_bytes, model, args.onnx))
+    except SpecError as error:
+        error.source = source  # type: ignore[attr-defined]
+        raise
+    return max(emit(data, output, args.check) for emit, data, output in outputs)
 
-        network = select_network(compiled, args.network)
-        if args.weights is not None:
-            weights = load_state(args.weights)
-        else:
-            weights = initial_state(torch_source, network.name, args.seed)
-        model = to_onnx(compiled, network, weights).SerializeToString()
-        status = max(status, _emit_bytes(model, args.onnx, args.check))
-    return status
+
+def _onnx_model(compiled, torch_source: str, args: argparse.Namespace) -> bytes:  # noqa: ANN001
+    from nscompile.pipeline import check_onnx_size
+    from nscompile.weights import initial_state, load_state  # torch: only when asked for
+
+    network = select_network(compiled, args.network)
+    check_onnx_size(compiled, network)
+    if args.weights is not None:
+        weights = load_state(args.weights)
+    else:
+        weights = initial_state(torch_source, network.name, args.seed)
+    return to_onnx(compiled, network, weights).SerializeToString()
 
 
 def _emit_bytes(data: bytes, output: str, check: bool) -> int:
@@ -183,6 +195,11 @@ def _compile_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed of the initial weights without --weights (0)"
     )
     parser.add_argument("--network", help="which network, when the spec has several")
+    parser.add_argument(
+        "--max-param-bytes",
+        type=int,
+        help="refuse networks whose float32 parameters take more bytes (default 2 GiB)",
+    )
     parser.add_argument("--version", action="version", version=f"nscompile {__version__}")
     parser.set_defaults(run=cmd_compile)
     return parser
@@ -274,3 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nscompile: interrupted", file=sys.stderr)
         return 130
+    except InternalError as error:  # the last line of defence: a bug, never the user's fault
+        print(
+            f"nscompile: internal error: {error} (please report this with the spec)",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR

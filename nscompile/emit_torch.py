@@ -5,6 +5,7 @@ Python decides every string here; `templates/module.py.jinja` only lays them out
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
@@ -266,9 +267,15 @@ def _gemm(term: sp.Basic) -> bool:
     )
 
 
+#: Whole numbers print as Python ints below this; larger ones overflow torch's int64 scalars.
+_EXACT_INT = 2**53
+
+
 def _number(value: sp.Basic) -> tuple[str, int]:
     number = float(value)
-    code = str(int(number)) if number.is_integer() else repr(number)
+    if not math.isfinite(number):  # fold rejects these; `inf` would be an undefined name
+        raise InternalError(f"a non-finite constant {value} reached the backend")
+    code = str(int(number)) if number.is_integer() and abs(number) < _EXACT_INT else repr(number)
     return code, (_NEG if number < 0 else _ATOM)
 
 

@@ -204,6 +204,19 @@ class ProgramIR:
         for neuron in self.neurons:
             neuron.verify()
 
+    def parameter_count(self, network: NetworkIR) -> int:
+        """The number of learnable scalars in `network`, from the shapes: nothing is allocated."""
+        neurons = {n.name: n for n in self.neurons}
+        total = 0
+        for layer in network.layers:
+            sizes = {IN: layer.in_features, OUT: layer.out_features}
+            if layer.neuron is None:  # nn.Linear: weight and bias
+                total += (layer.in_features + 1) * layer.out_features
+                continue
+            for param in neurons[layer.neuron].params:
+                total += int(sp.Mul(*param.shape).subs(sizes))
+        return total
+
     def dump(self) -> str:
         parts = [n.dump() for n in self.neurons]
         for net in self.networks:

@@ -18,7 +18,8 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
 
 from nscompile import ops, syntax
-from nscompile.errors import InternalError, SpecError
+from nscompile.errors import InternalError
+from nscompile.fold import number
 from nscompile.ir import (
     BATCH,
     IN,
@@ -154,11 +155,13 @@ class _Lowerer:
         return total
 
     def lower(self, node: syntax.Expr) -> Value:
-        return _LOWER[type(node)](self, node)
+        value = _LOWER[type(node)](self, node)
+        # `x - x` and `0 * x` become ZeroMatrix, which no backend prints; held as the scalar 0,
+        # the parts of an input that are constant (`cos(0 * x)`) fold to scalars as well.
+        return sp.Integer(0) if isinstance(value, ZeroMatrix) else value
 
     def _number(self, node: syntax.Number) -> Value:
-        value = node.value
-        return sp.Integer(int(value)) if float(value).is_integer() else sp.Float(value)
+        return number(node.value)
 
     def _name(self, node: syntax.Name) -> Value:
         if node.name == syntax.INPUT_NAME:
@@ -173,15 +176,10 @@ class _Lowerer:
         return MatMul(arg, weight.symbol.T)
 
     def _nonzero(self, node: syntax.Expr) -> Value:
-        """Lower the input-wide argument of a learnable term; it must not cancel to zero."""
+        """Lower the input-wide argument of a learnable term; `fold` has rejected constant ones."""
         value = self.lower(node)
-        if isinstance(value, ZeroMatrix) or value == 0:
-            raise SpecError(
-                "E136",
-                f"'{unparse_expr(node)}' is identically zero",
-                node.span,
-                hint="a learnable term of zero learns nothing; remove it",
-            )
+        if not isinstance(value, MatrixExpr) or isinstance(value, ZeroMatrix):
+            raise InternalError(f"'{unparse_expr(node)}' passed fold but lowered to {value}")
         return value
 
     def _call(self, node: syntax.Call) -> Value:

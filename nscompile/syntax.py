@@ -28,12 +28,16 @@ TASKS = ("classification", "regression")
 
 #: Largest power `x**k` and largest CP order `cp(x, k)`.
 MAX_ORDER = 9
+#: Largest power of one base once folding has multiplied them (`(x**9)**9`, `x**2 * x**9`).
+MAX_FOLDED_POWER = MAX_ORDER**2
 #: Largest CP rank.
 MAX_RANK = 4096
 #: Largest layer width (input or dense).
 MAX_WIDTH = 1_000_000
 #: Largest number of classes of a classification head.
 MAX_CLASSES = 1_000_000
+#: Largest magnitude of a constant, written or folded: float32's, since the model runs in float32.
+MAX_NUMBER = 3.4028234663852886e38
 
 
 def _span() -> Span | None:

@@ -15,7 +15,6 @@ VALID = [
     "neuron t { y = <w1, x**2> + <w2, x>*<w3, x> + <w4, sin(x)> }",
     "neuron s { y = 0.5 * tanh(<w, 2 * x - x**3>) - -bias + 3 }",
     "neuron c { rank 2 y = cp(sin(x), 1) + cp(x**2, 2) + cp(x, 2) + <w, x>**2 }",
-    "neuron n { y = b }",
     "neuron l { y = <w, x> }\n"
     "network a { input 3 dense 4 l relu dense 4 tanh dense 2 task classification 2 }\n"
     "network r { input 1 dense 1 l }",
@@ -41,13 +40,13 @@ NET = "neuron td {{ y = <w, x> }}\nnetwork net {{ {} }}"  # a network; its body 
 
 CASES = [
     # code, source, the source text the error span covers, a fragment of message or hint
-    ("E101", "neuron a { y = b }\nnetwork a { input 1 dense 1 }", "a", "line 1"),
-    ("E102", "neuron __init__ { y = b }", "__init__", "reserved"),
-    ("E102", "neuron class { y = b }", "class", "keyword"),
-    ("E102", "neuron task { y = b }", "task", "keyword of the .ns"),
-    ("E103", "neuron relu { y = b }", "relu", "activation"),
+    ("E101", "neuron a { y = <w, x> }\nnetwork a { input 1 dense 1 }", "a", "line 1"),
+    ("E102", "neuron __init__ { y = <w, x> }", "__init__", "reserved"),
+    ("E102", "neuron class { y = <w, x> }", "class", "keyword"),
+    ("E102", "neuron task { y = <w, x> }", "task", "keyword of the .ns"),
+    ("E103", "neuron relu { y = <w, x> }", "relu", "activation"),
     ("E110", N.format("rank 2"), "n", "y = <w, x> + b"),
-    ("E111", N.format("y = b y = <w, x>"), "y = <w, x>", "one 'y = ...'"),
+    ("E111", N.format("y = <w, x> y = b"), "y = b", "one 'y = ...'"),
     ("E112", N.format("z = b"), "z", "'z'"),
     ("E113", N.format("rank 2 rank 3 y = b"), "rank 3", "one rank"),
     ("E114", N.format("rank 0 y = b"), "rank 0", "from 1 to 4096, got 0"),
@@ -85,7 +84,10 @@ CASES = [
     ("E132", Y.format("<w, x**-1>"), "x**-1", "got -1"),
     ("E133", Y.format("x**2"), "x**2", "<w, x>"),
     ("E133", Y.format("3"), "3", "learnable"),
-    ("E134", Y.format("<w, x> * 1e999"), "1e999", "1e308"),
+    ("E134", Y.format("<w, x> * 1e999"), "1e999", "float32"),
+    ("E134", Y.format("<w, x> * -1e39"), "1e39", "3.403e+38"),
+    ("E138", Y.format("b"), "b", "<w, x>"),
+    ("E138", Y.format("2 * bias + 1"), "2 * bias + 1", "the bias alone"),
     ("E140", NET.format("dense 2"), "dense 2", "input D"),
     ("E140", "network net { }", "net", "input D"),
     ("E141", NET.format("input 1 input 2 dense 1"), "input 2", "one 'input'"),
@@ -152,7 +154,7 @@ def test_empty_spec():
 
 
 def test_first_problem_in_source_order():
-    err = error_of("neuron a { y = <w, x> + bb }\nneuron b { rank 0 y = b }")
+    err = error_of("neuron a { y = <w, x> + bb }\nneuron b { rank 0 y = <w, x> }")
     assert (err.code, err.span.line) == ("E120", 1)
     err = error_of("neuron a { rank 0 y = <w, x> + bb }")
     assert err.code == "E114"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nscompile.check import check
 from nscompile.errors import SpecError
-from nscompile.parser import parse, read_source
+from nscompile.parser import read_source
+from nscompile.pipeline import front_end
 
 ERRORS = Path(__file__).resolve().parent / "errors"
 SPECS = sorted(ERRORS.glob("*.ns"))
@@ -26,5 +26,5 @@ def test_the_corpus_is_there():
 def test_bad_spec(path: Path, golden) -> None:
     source = read_source(str(path))
     with pytest.raises(SpecError) as info:
-        check(parse(source, path.name), path.name)
+        front_end(source, path.name)  # what `nscompile check` runs: check, then fold
     golden(path.with_suffix(".txt"), info.value.render(source) + "\n")
