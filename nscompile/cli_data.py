@@ -90,7 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stdout if args.output is None else stack.enter_context(open_atomic(args.output))
         )
         writer = csv.writer(handle, lineterminator="\n")
-        for index, (table, first_row) in enumerate(iter_tables(args.data)):
+        text = session.preprocess.encoding.text if session.preprocess is not None else ()
+        for index, (table, first_row) in enumerate(iter_tables(args.data, text=text)):
             header, lines = _predictions(session, table, first_row, args.target)
             if index == 0:
                 writer.writerow(header)

@@ -179,11 +179,11 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from nscompile.data import load_table
-    from nscompile.deploy import evaluate
+    from nscompile.deploy import evaluate, read_preprocess
 
     run_dir = Path(args.run_dir)
     read_metrics(run_dir)
-    table = load_table(args.data)
+    table = load_table(args.data, text=read_preprocess(run_dir).encoding.text)
     result = evaluate(run_dir, table, args.target, args.split)
     rows = "rows" if args.split == "all" else f"rows of the run's {args.split} split"
     print(f"{table.name}: {result.rows} {rows}, target '{result.target}'")

@@ -84,10 +84,18 @@ def numeric_table(name: str, columns: tuple[str, ...], values: np.ndarray) -> Ta
     return Table(name, columns, tuple(values[:, i] for i in range(values.shape[1])))
 
 
-def load_table(source: str, *, dims: int = 10, rows: int = 2500, seed: int = 0) -> Table:
+def load_table(
+    source: str,
+    *,
+    dims: int = 10,
+    rows: int = 2500,
+    seed: int = 0,
+    text: frozenset[str] | tuple[str, ...] = frozenset(),
+) -> Table:
     """Read `source` (a file, `sklearn:NAME`, `keel:NAME` or `synthetic:NAME`) into a Table.
 
-    `dims`, `rows` and `seed` only shape `synthetic:` data.
+    `dims`, `rows` and `seed` only shape `synthetic:` data; columns named in `text` of a file
+    stay text (a run's text columns), whatever their cells look like.
     """
     kind, _, rest = source.partition(":")
     if kind == "sklearn" and rest:
@@ -97,24 +105,28 @@ def load_table(source: str, *, dims: int = 10, rows: int = 2500, seed: int = 0) 
     elif kind == "synthetic" and rest:
         table = _synthetic(rest, dims, rows, seed)
     else:
-        table = _file(Path(source))
+        table = _file(Path(source), frozenset(text))
     if table.rows == 0 or not table.columns:
         raise InputError(f"{table.name} has no data")
     check_cells(table)
     return table
 
 
-def iter_tables(source: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[Table, int]]:
+def iter_tables(
+    source: str,
+    chunk_rows: int = CHUNK_ROWS,
+    text: frozenset[str] | tuple[str, ...] = frozenset(),
+) -> Iterator[tuple[Table, int]]:
     """`source` as (Table, number of its first data row) chunks: a CSV file is streamed, so
     memory follows the chunk, not the file; other sources are read whole and sliced."""
     path = Path(source)
     if ":" in source.split("/")[0] or path.suffix.lower() == ".parquet" or not path.is_file():
-        table = load_table(source)
+        table = load_table(source, text=text)
         for start in range(0, table.rows, chunk_rows):
             yield table.take(np.arange(start, min(start + chunk_rows, table.rows))), start + 1
         return
     first = 1
-    for table in iter_csv(path, chunk_rows):
+    for table in iter_csv(path, chunk_rows, frozenset(text)):
         check_cells(table, first)
         yield table, first
         first += table.rows
@@ -171,49 +183,64 @@ def _sklearn(name: str) -> Table:
     return numeric_table(f"sklearn:{name}", (*names, "target"), values)
 
 
-def _file(path: Path) -> Table:
+def _file(path: Path, text: frozenset[str]) -> Table:
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise InputError(f"data file '{path}' {what}")
     if path.suffix.lower() == ".parquet":
-        return _parquet(path)
-    chunks = list(iter_csv(path, chunk_rows=None))
+        return _parquet(path, text)
+    chunks = list(iter_csv(path, None, text))
     return chunks[0]
 
 
-def _parquet(path: Path) -> Table:
+def _parquet(path: Path, text: frozenset[str] = frozenset()) -> Table:
+    """A Parquet file: number and bool columns as numbers, string columns typed as a CSV's."""
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise InputError("reading Parquet needs pyarrow", hint="pip install pyarrow") from None
     try:
-        frame = pq.read_table(path)
+        frame = pq.ParquetFile(path).read()
     except Exception as error:  # pyarrow raises several types for a corrupt file
-        raise InputError(f"'{path}' is not a readable Parquet file ({error})") from None
-    columns, arrays = [], []
-    for name, column in zip(frame.column_names, frame.columns, strict=True):
-        values = column.to_numpy(zero_copy_only=False)
-        try:
-            arrays.append(np.asarray(values, dtype=np.float64))
-        except (TypeError, ValueError):
-            arrays.append(_text_cells(values, str(name), path))
-        columns.append(str(name))
-    _check_names(tuple(columns), str(path))
-    return Table(str(path), tuple(columns), tuple(arrays))
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else "no details"
+        raise InputError(f"'{path}' is not a readable Parquet file ({first})") from None
+    columns = tuple(str(n) for n in frame.column_names)
+    _check_names(columns, str(path))
+    arrays = []
+    for name, column in zip(columns, frame.columns, strict=True):
+        kind = column.type
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            values = [None if v is None else _decoded(v, name, path) for v in column.to_pylist()]
+            arrays.append(_typed(name, _raw(values), str(path), 1, name in text))
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            arrays.append(_typed(name, _raw(column.to_pylist()), str(path), 1, name in text))
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+            values = column.to_numpy(zero_copy_only=False)
+            arrays.append(np.asarray(values, dtype=np.float64))  # a null is NaN: refused later
+        else:
+            raise InputError(
+                f"column '{name}' of {path} holds {kind} values; nscompile reads numbers, "
+                "booleans and text",
+                hint="convert the column (a date to a number of days, say) or drop it",
+            )
+    return Table(str(path), columns, tuple(arrays))
 
 
-def _text_cells(values: Any, column: str, source: object) -> np.ndarray:  # noqa: ANN401
-    cells = np.asarray(["" if v is None else str(v) for v in values], dtype=object)
-    if any(cell == "" for cell in cells):
-        row = int(np.flatnonzero(cells == "")[0])
-        raise InputError(
-            f"column '{column}' of {source} has a missing value in data row {row + 1}",
-            hint="fill or drop the missing values first",
-        )
-    return cells
+def _raw(values: list[object]) -> list[str]:
+    return ["" if v is None else str(v).strip() for v in values]
 
 
-def iter_csv(path: Path, chunk_rows: int | None = CHUNK_ROWS) -> Iterator[Table]:
+def _decoded(value: bytes, column: str, path: Path) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"column '{column}' of {path} holds bytes that are not UTF-8") from None
+
+
+def iter_csv(
+    path: Path, chunk_rows: int | None = CHUNK_ROWS, text: frozenset[str] = frozenset()
+) -> Iterator[Table]:
     """A CSV file as Tables of at most `chunk_rows` rows each (None: one Table of all rows).
 
     The header is the first row unless every cell of it is a number (then columns are c0, c1,
@@ -244,7 +271,7 @@ def iter_csv(path: Path, chunk_rows: int | None = CHUNK_ROWS) -> Iterator[Table]
                 if row is not None:
                     pending.append(row)
                 if pending and (row is None or (chunk_rows and len(pending) >= chunk_rows)):
-                    yield _columns(str(path), columns, pending, first_line=line + 1)
+                    yield _columns(str(path), columns, pending, line + 1, text)
                     emitted = True
                     line += len(pending)
                     pending = []
@@ -270,34 +297,77 @@ def _next_row(reader: Any, path: Path) -> list[str] | None:  # noqa: ANN401 (csv
     return None
 
 
-def _columns(name: str, columns: tuple[str, ...], rows: list[list[str]], first_line: int) -> Table:
-    """Rows of CSV cells -> a Table: numbers where every cell of a column is one, else text."""
+def _columns(
+    name: str,
+    columns: tuple[str, ...],
+    rows: list[list[str]],
+    first_line: int,
+    text: frozenset[str] = frozenset(),
+) -> Table:
+    """Rows of CSV cells -> a Table: numbers where every cell of a column is one, else text.
+
+    Columns named in `text` stay text whatever their cells look like (a run's text columns,
+    where a chunk may hold only `1` and `2`). `first_line` is the file line of `rows[0]`.
+    """
     width = len(columns)
     for r, row in enumerate(rows):
         if len(row) != width:
             raise InputError(
                 f"{name}:{first_line + r}: {len(row)} fields where the first row has {width}"
             )
-    cells = []
-    for c, column in enumerate(columns):
-        raw = [row[c].strip() for row in rows]
-        try:
-            cells.append(np.array([float(v) if v else math.nan for v in raw], dtype=np.float64))
-        except ValueError:
-            _refuse_stray_text(raw, column, name, first_line)
-            cells.append(_text_cells(raw, column, name))
-    return Table(name, columns, tuple(cells))
+    cells = tuple(
+        _typed(column, [row[c].strip() for row in rows], name, first_line, column in text)
+        for c, column in enumerate(columns)
+    )
+    return Table(name, columns, cells)
+
+
+def _typed(column: str, raw: list[str], source: str, first_line: int, text: bool) -> np.ndarray:
+    """One column's cells: float64 numbers (an empty cell is NaN), or an object array of str."""
+    if not text:
+        numbers = _numbers(raw)
+        if numbers is not None:
+            return numbers
+        _refuse_stray_text(raw, column, source, first_line)
+    for r, cell in enumerate(raw):
+        if not cell or (_is_number(cell) and not math.isfinite(float(cell))):
+            what = "a missing value" if not cell else f"the missing-value marker {_shown(cell)}"
+            raise InputError(
+                f"column '{column}' of {source} has {what} in line {first_line + r}",
+                hint="fill or drop the missing values first",
+            )
+        if "\x00" in cell:
+            where = f"line {first_line + r}"
+            raise InputError(f"column '{column}' of {source} has a NUL byte in {where}")
+    return np.array(raw, dtype=object)
+
+
+def _numbers(raw: list[str]) -> np.ndarray | None:
+    """The cells as float64 (empty: NaN), or None when one is not a plain decimal number."""
+    try:
+        values = np.array([float(v) if v else math.nan for v in raw], dtype=np.float64)
+    except ValueError:
+        return None
+    joined = "".join(raw)
+    if ("_" in joined or not joined.isascii()) and not all(_is_number(v) for v in raw if v):
+        return None  # Python's float() also takes 1_000 and ١٢
+    return values
+
+
+def _shown(cell: object) -> str:
+    """A cell in a message: quoted, escaped (a newline stays on one line), at most 40 chars."""
+    return repr(str(cell)[:40])
 
 
 def _refuse_stray_text(raw: list[str], column: str, name: str, first_line: int) -> None:
     """A column of numbers with a few words in it is a typo or a missing-value marker, not a
     text column: refuse it at the first word rather than one-hot encode every number."""
     words = [r for r, v in enumerate(raw) if v and not _is_number(v)]
-    numbers = sum(1 for v in raw if v) - len(words)
+    numbers = sum(1 for v in raw if v and _is_number(v) and math.isfinite(float(v)))
     if numbers >= len(words):
         row = words[0]
         raise InputError(
-            f"column '{column}' of {name} is numeric but for '{raw[row][:40]}' in line "
+            f"column '{column}' of {name} is numeric but for {_shown(raw[row])} in line "
             f"{first_line + row}",
             hint="fix or drop that cell (an empty cell marks a missing value)",
         )
@@ -315,6 +385,9 @@ def _check_names(columns: tuple[str, ...], source: str) -> None:
 
 
 def _is_number(cell: str) -> bool:
+    """A plain decimal number (or nan/inf): Python's float() also takes `1_000` and `١٢`."""
+    if "_" in cell or not cell.isascii():
+        return False
     try:
         float(cell)
     except ValueError:
@@ -399,19 +472,22 @@ class Encoding:
             cells = table.column(name)
             if categories is None:
                 if cells.dtype.kind != "f":
+                    row = next(
+                        (r for r, v in enumerate(cells.tolist()) if not _is_number(str(v))), 0
+                    )
                     raise InputError(
-                        f"column '{name}' of {table.name} holds text ('{str(cells[0])[:40]}'); "
-                        "the model was trained on numbers there"
+                        f"column '{name}' of {table.name} holds text ({_shown(cells[row])}) in "
+                        f"data row {row + first_row}; the model was trained on numbers there"
                     )
                 parts.append(cells[:, None])
                 continue
             codes = {c: i for i, c in enumerate(categories)}
-            text = cells.astype(str) if cells.dtype.kind != "f" else _as_text(cells)
-            index = np.array([codes.get(v, -1) for v in text.tolist()], dtype=np.int64)
+            text = category_text(cells)
+            index = np.array([codes.get(v, -1) for v in text], dtype=np.int64)
             if (index < 0).any():
                 row = int(np.flatnonzero(index < 0)[0])
                 raise InputError(
-                    f"column '{name}' of {table.name} has the category '{text[row][:40]}' in "
+                    f"column '{name}' of {table.name} has the category {_shown(text[row])} in "
                     f"data row {row + first_row}, which training did not see",
                     hint=f"known categories: {', '.join(categories)}",
                 )
@@ -438,6 +514,12 @@ class Encoding:
                 for c in columns
             ),
         )
+
+
+def category_text(cells: np.ndarray) -> list[str]:
+    """A text column's cells as str, the same way for the encoding and the deployed graph (a
+    column read as numbers gives `1`, not `1.0`)."""
+    return [str(v) for v in cells.tolist()] if cells.dtype.kind != "f" else _as_text(cells).tolist()
 
 
 def _as_text(cells: np.ndarray) -> np.ndarray:

@@ -86,8 +86,14 @@ class RunModel:
                 hint="make one with `nscompile train SPEC DATA -o RUN_DIR`",
             ) from None
         self.preprocess = read_preprocess(self.run_dir)
-        network = load_module(self.run_dir / "model.py").build(network_name)
-        state = torch.load(self.run_dir / "weights.pt", weights_only=True)
+        try:
+            network = load_module(self.run_dir / "model.py").build(network_name)
+            state = torch.load(self.run_dir / "weights.pt", weights_only=True)
+        except OSError as error:
+            raise InputError(
+                f"{self.run_dir} is damaged: {error.strerror or error} ({error.filename})",
+                hint="train it again",
+            ) from None
         network.load_state_dict(state)
         self.module = DeployedModule(network, self.preprocess).eval()
 
@@ -157,8 +163,18 @@ def evaluate(
     run_dir = Path(run_dir)
     model = RunModel(run_dir)
     pre = model.preprocess
-    name = target or pre.target
+    name = pre.target if target is None else target
+    if name in pre.encoding.columns:
+        raise InputError(
+            f"'{name}' is one of the run's input columns, not a target",
+            hint=f"the run was trained to predict '{pre.target}'",
+        )
     y = table.column(name)
+    if pre.task == "regression" and y.dtype.kind != "f":
+        raise InputError(
+            f"the target '{name}' of {table.name} is text; the run predicts numbers",
+            hint=f"the run was trained to predict '{pre.target}'",
+        )
     codes = _codes(pre, y, name) if pre.task == "classification" else None
     if split != "all":
         table, y, codes = _split(run_dir, table, y, codes, split)

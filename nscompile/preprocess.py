@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from nscompile.data import Encoding, Supervised, Table
+from nscompile.data import FLOAT32_MAX, Encoding, Supervised, Table, category_text
+from nscompile.errors import InputError
 
 FORMAT = 1
 
@@ -80,6 +81,7 @@ class Preprocess:
     @staticmethod
     def fit(data: Supervised, train_rows: np.ndarray) -> Preprocess:
         scaler = Scaler.fit(data.features[train_rows], data.target[train_rows], data.task)
+        _check_centred(data, scaler)
         return Preprocess(data.task, data.target_name, data.encoding, scaler, data.labels)
 
     def inputs(self, table: Table, first_row: int = 1) -> np.ndarray:
@@ -95,10 +97,13 @@ class Preprocess:
 
     def text(self, table: Table) -> np.ndarray:
         """The deployed graph's `categories`: the text feature columns, as strings."""
-        columns = [table.column(n).astype(str) for n in self.encoding.text]
+        columns = [category_text(table.column(n)) for n in self.encoding.text]
         if not columns:
             return np.empty((table.rows, 0), dtype=object)
-        return np.column_stack(columns).astype(object)
+        out = np.empty((table.rows, len(columns)), dtype=object)  # object: str keeps a NUL
+        for i, column in enumerate(columns):
+            out[:, i] = column
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -127,3 +132,26 @@ class Preprocess:
             scaler,
             tuple(str(c) for c in classes) if classes is not None else None,
         )
+
+
+def _check_centred(data: Supervised, scaler: Scaler) -> None:
+    """`x - mean` in float32 must stay finite: a column spanning more than float32's range
+    (values near +-3.4e38 of both signs) would train on infinities."""
+    span = np.max(np.abs(data.features - scaler.mean), axis=0) if len(data.features) else []
+    for index, value in enumerate(span):
+        if value > FLOAT32_MAX:
+            raise InputError(
+                f"input {index + 1} of {data.name} ({_input_name(data, index)}) spans "
+                f"{value:.3g} around its mean, beyond float32's range",
+                hint="rescale the column (for example its logarithm)",
+            )
+
+
+def _input_name(data: Supervised, index: int) -> str:
+    """The column behind network input `index` (text columns count once per category)."""
+    position = 0
+    for name, categories in zip(data.encoding.columns, data.encoding.categories, strict=True):
+        position += 1 if categories is None else len(categories)
+        if index < position:
+            return f"column '{name}'"
+    return "a column"

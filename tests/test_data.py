@@ -32,7 +32,10 @@ def test_csv_without_header(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("a,b\n1,2\n3,x\n4,5\n", "column 'b' of .* is numeric but for 'x' in line 3"),
-        ("a,b\n1,u\n2,\n", "column 'b' of .* has a missing value in data row 2"),
+        ("a,b\n1,u\n2,\n", "column 'b' of .* has a missing value in line 3"),
+        ("a,b\n1,u\n2,NaN\n", "column 'b' .* the missing-value marker 'NaN' in line 3"),
+        ("a,b\n1,u\n2,v\x00\n", "column 'b' .* a NUL byte in line 3"),
+        ('a,b\n1,2\n3,"two\nlines"\n4,5\n', "numeric but for 'two\\\\nlines' in line 3"),
         ("a,a\n1,2\n", "two columns named 'a'"),
         ("a,b\n1,1e300\n", "column 'b' .* 1e\\+300, beyond float32's range"),
         ('a,b\n1,"' + "x" * 200_000 + '"\n', "data.csv:2: not a readable CSV row"),
@@ -65,7 +68,7 @@ def test_parquet(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1.0, 2.0], "s": ["u", "v"]}), path)
     assert load_table(str(path)).column("s").tolist() == ["u", "v"]
     pq.write_table(pa.table({"a": [1.0, 2.0], "s": ["u", None]}), path)
-    with pytest.raises(InputError, match="column 's' .* missing value in data row 2"):
+    with pytest.raises(InputError, match="column 's' .* missing value in line 2"):
         load_table(str(path))
 
 
@@ -170,3 +173,17 @@ def test_csv_streams_in_chunks(tmp_path: Path) -> None:
     chunks = list(iter_csv(Path(write(tmp_path, "a,b\n" + rows)), chunk_rows=4))
     assert [c.rows for c in chunks] == [4, 4, 2]
     assert np.concatenate([c.column("b") for c in chunks]).tolist() == [i * 2 for i in range(10)]
+
+
+def test_only_plain_decimal_numbers_are_numbers(tmp_path: Path) -> None:
+    # Python's float() takes both; a CSV's reader should not.
+    with pytest.raises(InputError, match="numeric but for '1_000' in line 2"):
+        load_table(write(tmp_path, "a,b\n1_000,x\n2,y\n"))
+    with pytest.raises(InputError, match="numeric but for '١٢' in line 3"):
+        load_table(write(tmp_path, "a,b\n1,x\n١٢,y\n"))
+
+
+def test_a_runs_text_columns_stay_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,colour\n1,1\n2,2\n")
+    assert not load_table(path).is_text("colour")
+    assert load_table(path, text=("colour",)).column("colour").tolist() == ["1", "2"]

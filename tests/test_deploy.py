@@ -177,7 +177,7 @@ def test_run_streams_in_chunks_with_the_same_answer(
     run = train(tmp_path, spec(5, 2, "classification"), str(data))
     whole = (tmp_path / "whole.csv", tmp_path / "chunked.csv")
     assert main(["run", str(run / "model.onnx"), str(data), "-o", str(whole[0])]) == 0
-    monkeypatch.setattr(nscompile.data.iter_tables, "__defaults__", (7,))
+    monkeypatch.setattr(nscompile.data.iter_tables, "__defaults__", (7, frozenset()))
     assert main(["run", str(run / "model.onnx"), str(data), "-o", str(whole[1])]) == 0
     assert whole[0].read_text() == whole[1].read_text()
     assert len(whole[0].read_text().splitlines()) == 61
@@ -188,3 +188,32 @@ def test_run_streams_in_chunks_with_the_same_answer(
     capsys.readouterr()
     assert main(["run", str(run / "model.onnx"), str(data), "-o", str(whole[1])]) == 1
     assert "column 'size' of" in (err := capsys.readouterr().err) and "data row 50" in err
+
+
+def test_number_like_categories_stay_categories(tmp_path: Path) -> None:
+    """A text column whose categories look like numbers ('1' for blue) is read as text when
+    the run's model is used, even in a file (or chunk) where every cell is a number."""
+    data = tmp_path / "codes.csv"
+    text_table(data, 120, 0)
+    data.write_text(data.read_text().replace(",blue,", ",1,"))
+    run = train(tmp_path, spec(5, 2, "classification"), str(data))
+    blue = tmp_path / "blue.csv"
+    lines = data.read_text().splitlines()
+    blue.write_text("\n".join([lines[0]] + [ln for ln in lines[1:] if ",1," in ln][:3]) + "\n")
+    rows = predictions(tmp_path, run, str(blue))
+    torch_probs = load_run(run).predict_proba(load_table(str(blue), text=("colour",)))
+    onnx_probs = np.array([[float(r["prob_no"]), float(r["prob_yes"])] for r in rows])
+    np.testing.assert_allclose(onnx_probs, torch_probs, rtol=1e-4, atol=1e-6)
+    assert main(["eval", str(run), str(blue)]) == 0
+
+
+def test_eval_refuses_a_wrong_target(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    data = tmp_path / "shop.csv"
+    text_table(data, 60, 0)
+    run = train(tmp_path, spec(5, 2, "classification"), str(data))
+    capsys.readouterr()
+    assert main(["eval", str(run), str(data), "--target", "size"]) == 1
+    assert "'size' is one of the run's input columns" in capsys.readouterr().err
+    (run / "weights.pt").unlink()
+    assert main(["eval", str(run), str(data)]) == 1
+    assert "is damaged" in capsys.readouterr().err
