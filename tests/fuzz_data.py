@@ -17,7 +17,8 @@ output left behind; a good one exits 0 with finite numbers. Each case ends as on
 
     ok, input error, traceback, timeout (over 20 s), nonsense (exit 0 with NaN/inf output, a
     NaN warning, or a bad input accepted), partial output (a failure that left its output),
-    unclear error (exit 1 without an `error:` line), refused (a good input refused)
+    unclear error (exit 1 without an `error:` line, or an error running over several lines),
+    refused (a good input refused)
 
 Every case that is not ok / input error is kept as a reproducer folder (the data file, the
 spec, `cmd.sh`, and the output of the command run again as `python -m nscompile` in a
@@ -731,8 +732,10 @@ def judge(kind, code, text, caught, expect, output: Path | None) -> str:  # noqa
         if caught or NONFINITE.search(numbers):
             return "nonsense"
         return "nonsense" if expect == ERROR else "ok"
-    if output is not None and output.exists():
-        return "partial output"
+    if output is not None and (
+        output.exists() or output.with_name(f".{output.name}.partial").exists()
+    ):
+        return "partial output"  # the output, or a run's hidden .NAME.partial folder
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if code not in (1, 2) or not any(line.startswith("error:") for line in lines):
         return "unclear error"
