@@ -137,6 +137,14 @@ class Preprocess:
 def _check_centred(data: Supervised, scaler: Scaler) -> None:
     """`x - mean` in float32 must stay finite: a column spanning more than float32's range
     (values near +-3.4e38 of both signs) would train on infinities."""
+    if data.task == "regression":
+        span = float(np.max(np.abs(data.target - scaler.target_mean)))
+        if span > FLOAT32_MAX:
+            raise InputError(
+                f"the target '{data.target_name}' of {data.name} spans {span:.3g} around its "
+                "mean, beyond float32's range",
+                hint="rescale the target (for example its logarithm)",
+            )
     span = np.max(np.abs(data.features - scaler.mean), axis=0) if len(data.features) else []
     for index, value in enumerate(span):
         if value > FLOAT32_MAX:

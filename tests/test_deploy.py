@@ -217,3 +217,12 @@ def test_eval_refuses_a_wrong_target(tmp_path: Path, capsys) -> None:  # noqa: A
     (run / "weights.pt").unlink()
     assert main(["eval", str(run), str(data)]) == 1
     assert "is damaged" in capsys.readouterr().err
+
+
+def test_data_beyond_float32_fails_before_the_run_directory_exists(tmp_path: Path) -> None:
+    rows = "\n".join(f"{3.3e38 if i % 2 else -3.3e38},{i % 3},{i * 0.5}" for i in range(40))
+    (tmp_path / "huge.csv").write_text("a,b,y\n" + rows + "\n")
+    (tmp_path / "net.ns").write_text(spec(2, 1, "regression"))
+    args = ["train", str(tmp_path / "net.ns"), str(tmp_path / "huge.csv"), "-o"]
+    assert main([*args, str(tmp_path / "run"), "--epochs", "2"]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.csv", "net.ns"]

@@ -222,6 +222,12 @@ def train_run(
         "protocol": protocol.as_dict(),
         "baselines": baselines,
     }
+    # Every seed's split and preprocessing first: bad data fails before the run directory exists.
+    splits = {
+        seed: split_rows(data.target, data.task, seed, protocol.test, protocol.val)
+        for seed in seeds
+    }
+    fitted = {seed: Preprocess.fit(data, splits[seed].train) for seed in seeds}
     work = _prepare(run_dir, identity, overwrite, resume)
     checkpoints = work / ".checkpoints"
     source = to_torch(compiled)
@@ -251,9 +257,8 @@ def train_run(
     first_pre: Preprocess | None = None
     weights_state: dict[str, torch.Tensor] | None = None
     for seed in seeds:
-        split = split_rows(data.target, data.task, seed, protocol.test, protocol.val)
+        split, pre = splits[seed], fitted[seed]
         first_split = first_split or split
-        pre = Preprocess.fit(data, split.train)
         first_pre = first_pre or pre
         scaler = pre.scaler
         parts = {
