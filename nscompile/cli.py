@@ -18,7 +18,7 @@ from nscompile.cli_bench import add_parser as add_bench_parser
 from nscompile.cli_data import bounded_int, cmd_run, cmd_search
 from nscompile.cli_train import add_parsers as add_train_parsers
 from nscompile.errors import InputError, InternalError, SpecError
-from nscompile.files import write_atomic
+from nscompile.files import check_writable, write_atomic
 from nscompile.parser import read_source
 from nscompile.pipeline import compile_text, front_end, select_network, to_onnx, to_torch
 from nscompile.structure import load_structure, network_for, neuron_from_structure
@@ -63,6 +63,10 @@ def _emit(text: str, output: str | None, check: bool, fix: str = "regenerate it"
 
 def cmd_compile(args: argparse.Namespace) -> int:
     source = read_source(args.spec)
+    if not args.check:
+        for output in (args.output, args.onnx):
+            if output is not None:
+                check_writable(output)  # the first file is not written when the second cannot be
     try:
         compiled = compile_text(source, args.spec, args.max_param_bytes)
         # Every output is made in memory first: a failure leaves no file behind.

@@ -585,7 +585,11 @@ def supervised(
     x = encoding.encode(features)
     if task == "regression":
         return Supervised(table.name, x, y, name, task, None, encoding)
-    if len(values) > 1000:
-        raise InputError(f"the target '{name}' has {len(values)} distinct values: not classes")
+    if len(values) > 1000 or len(values) > len(y) // 2:
+        raise InputError(
+            f"the target '{name}' of {table.name} has {len(values)} distinct values in "
+            f"{len(y)} rows: too many for classes",
+            hint="a continuous target wants --task regression",
+        )
     codes = np.searchsorted(values, y).astype(np.float64)
     return Supervised(table.name, x, codes, name, task, len(values), encoding, label_text(values))

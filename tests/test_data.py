@@ -187,3 +187,9 @@ def test_a_runs_text_columns_stay_text(tmp_path: Path) -> None:
     path = write(tmp_path, "a,colour\n1,1\n2,2\n")
     assert not load_table(path).is_text("colour")
     assert load_table(path, text=("colour",)).column("colour").tolist() == ["1", "2"]
+
+
+def test_a_continuous_target_is_not_classes(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i},{i * 0.37:.2f}" for i in range(40))
+    with pytest.raises(InputError, match="40 distinct values in 40 rows: too many for classes"):
+        supervised(load_table(write(tmp_path, "x,y\n" + rows)), None, task="classification")

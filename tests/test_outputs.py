@@ -58,3 +58,11 @@ def test_run_directories_get_their_missing_parents(tmp_path: Path) -> None:
         check_writable(tmp_path / "f", directory=True)
     with pytest.raises(InputError, match="is a directory"):
         check_writable(tmp_path)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux procfs")
+def test_compile_writes_no_file_when_another_cannot_be_written(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert main([SPEC, "-o", str(tmp_path / "m.py"), "--onnx", f"{NOT_WRITABLE}.onnx"]) == 1
+    assert main([SPEC, "-o", f"{NOT_WRITABLE}.py", "--onnx", str(tmp_path / "m.onnx")]) == 1
+    assert list(tmp_path.iterdir()) == []
+    assert "cannot write" in capsys.readouterr().err
