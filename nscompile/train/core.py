@@ -45,9 +45,9 @@ class Diverged(InputError):
     """The loss became NaN or infinite; the model holds the last good state."""
 
     def __init__(self, epoch: int, what: str) -> None:
+        kept = "the last good checkpoint is kept" if epoch > 1 else "no epoch finished"
         super().__init__(
-            f"training {what} diverged at epoch {epoch}: the loss became NaN or infinite; "
-            "the last good checkpoint is kept",
+            f"training {what} diverged at epoch {epoch}: the loss became NaN or infinite; {kept}",
             hint="try a lower learning rate (--lr)",
         )
         self.epoch = epoch

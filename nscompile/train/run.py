@@ -300,7 +300,8 @@ def train_run(
                         on_epoch=on_epoch,
                     )
                 except Diverged as error:
-                    error.message += f" in {checkpoints}"
+                    if error.epoch > 1:
+                        error.message += f" in {checkpoints}"
                     raise
                 record = {
                     "seed": seed,
