@@ -6,7 +6,6 @@ Heavy imports (torch, onnxruntime, the search) happen inside each command.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -167,24 +166,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise InputError(
-            f"{run_dir} is not a training run (no readable metrics.json)",
-            hint="make one with `nscompile train SPEC DATA -o RUN_DIR`",
-        ) from None
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from nscompile.data import load_table
-    from nscompile.deploy import evaluate, read_preprocess
+    from nscompile.deploy import evaluate, load_run
 
-    run_dir = Path(args.run_dir)
-    read_metrics(run_dir)
-    table = load_table(args.data, text=read_preprocess(run_dir).encoding.text)
-    result = evaluate(run_dir, table, args.target, args.split)
+    model = load_run(args.run_dir)
+    table = load_table(args.data, text=model.preprocess.encoding.text)
+    result = evaluate(model, table, args.target, args.split)
     rows = "rows" if args.split == "all" else f"rows of the run's {args.split} split"
     print(f"{table.name}: {result.rows} {rows}, target '{result.target}'")
     print(f"onnxruntime: {_fmt(result.onnx)}")
@@ -196,7 +184,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from nscompile.deploy import evaluate
+    from nscompile.deploy import evaluate, load_run
     from nscompile.pipeline import front_end
     from nscompile.unparse import unparse
 
@@ -215,7 +203,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     spec_text = unparse(found.spec)
     front_end(spec_text, "spec.ns")
     result = _train(args, spec_text, "spec.ns", data, extra={"spec.ns": spec_text})
-    diff = evaluate(result.path, table).difference
+    diff = evaluate(load_run(result.path), table).difference
     structure = found.structure
     lines = [
         f"structure: pure {structure['pure']}, interact {structure['interact']}, "

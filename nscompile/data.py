@@ -98,12 +98,8 @@ def load_table(
     stay text (a run's text columns), whatever their cells look like.
     """
     kind, _, rest = source.partition(":")
-    if kind == "sklearn" and rest:
-        table = _sklearn(rest)
-    elif kind == "keel" and rest:
-        table = _keel(rest)
-    elif kind == "synthetic" and rest:
-        table = _synthetic(rest, dims, rows, seed)
+    if kind in NAMED and rest:
+        table = NAMED[kind](rest, dims, rows, seed)
     else:
         table = _file(Path(source), frozenset(text))
     if table.rows == 0 or not table.columns:
@@ -120,7 +116,8 @@ def iter_tables(
     """`source` as (Table, number of its first data row) chunks: a CSV file is streamed, so
     memory follows the chunk, not the file; other sources are read whole and sliced."""
     path = Path(source)
-    if ":" in source.split("/")[0] or path.suffix.lower() == ".parquet" or not path.is_file():
+    kind, _, rest = source.partition(":")
+    if (kind in NAMED and rest) or path.suffix.lower() == ".parquet" or not path.is_file():
         table = load_table(source, text=text)
         for start in range(0, table.rows, chunk_rows):
             yield table.take(np.arange(start, min(start + chunk_rows, table.rows))), start + 1
@@ -181,6 +178,14 @@ def _sklearn(name: str) -> Table:
     ]
     values = np.column_stack([bunch.data, bunch.target]).astype(np.float64)
     return numeric_table(f"sklearn:{name}", (*names, "target"), values)
+
+
+# The named sources: prefix -> loader(name, dims, rows, seed); anything else is a file.
+NAMED = {
+    "sklearn": lambda name, dims, rows, seed: _sklearn(name),
+    "keel": lambda name, dims, rows, seed: _keel(name),
+    "synthetic": _synthetic,
+}
 
 
 def _file(path: Path, text: frozenset[str]) -> Table:

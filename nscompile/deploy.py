@@ -54,11 +54,14 @@ class DeployedModule(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.network((x - self.mean) / self.std)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.logits(x)
+    def answer(self, logits: torch.Tensor) -> torch.Tensor:
+        """The network's output -> probabilities, or values in the target's units."""
         if self.task == "classification":
-            return torch.softmax(out, dim=1)
-        return out * self.target_scale[1] + self.target_scale[0]
+            return torch.softmax(logits, dim=1)
+        return logits * self.target_scale[1] + self.target_scale[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.answer(self.logits(x))
 
 
 def read_preprocess(run_dir: Path) -> Preprocess:
@@ -78,8 +81,8 @@ class RunModel:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         try:
-            recorded = json.loads((self.run_dir / "metrics.json").read_text(encoding="utf-8"))
-            network_name = recorded["spec"]["network"]
+            self.recorded = json.loads((self.run_dir / "metrics.json").read_text("utf-8"))
+            network_name = self.recorded["spec"]["network"]
         except (OSError, ValueError, KeyError, TypeError):
             raise InputError(
                 f"{self.run_dir} is not a training run (no readable metrics.json)",
@@ -103,10 +106,10 @@ class RunModel:
         x = torch.from_numpy(encoded.astype(np.float32))
         with torch.no_grad():
             logits = self.module.logits(x)
-            answer = self.module(x).numpy() if self.preprocess.task == "regression" else None
-        if answer is not None:
+            answer = self.module.answer(logits).numpy()
+        if self.preprocess.task == "regression":
             return {"prediction": answer}
-        return _classes(self.preprocess, logits.numpy(), torch.softmax(logits, 1).numpy())
+        return _classes(self.preprocess, logits.numpy(), answer)
 
     def predict(self, data: str | Table) -> np.ndarray:
         """Labels (as text) or predictions (rows) for a table or a data source's rows."""
@@ -135,9 +138,6 @@ def load_run(run_dir: str | Path) -> RunModel:
     return RunModel(run_dir)
 
 
-SPLITS = ("all", "train", "val", "test")
-
-
 @dataclass(frozen=True)
 class Evaluation:
     """A run's deployed model scored on data by both engines."""
@@ -150,7 +150,7 @@ class Evaluation:
 
 
 def evaluate(
-    run_dir: str | Path, table: Table, target: str | None = None, split: str = "all"
+    model: RunModel, table: Table, target: str | None = None, split: str = "all"
 ) -> Evaluation:
     """Score the run's model.onnx (onnxruntime) and its torch twin on the rows of `table`.
 
@@ -160,8 +160,6 @@ def evaluate(
     training split's target std (as metrics.json records them), plus `rmse` in the target's
     own units.
     """
-    run_dir = Path(run_dir)
-    model = RunModel(run_dir)
     pre = model.preprocess
     name = pre.target if target is None else target
     if name in pre.encoding.columns:
@@ -177,8 +175,8 @@ def evaluate(
         )
     codes = _codes(pre, y, name) if pre.task == "classification" else None
     if split != "all":
-        table, y, codes = _split(run_dir, table, y, codes, split)
-    session = Session(run_dir / "model.onnx", provider="cpu")
+        table, y, codes = _split(model.recorded, table, y, codes, split)
+    session = Session(model.run_dir / "model.onnx", provider="cpu")
     engines = {"onnx": session.answers(table), "torch": model.answers(table)}
     key = "logits" if pre.task == "classification" else "prediction"
     reference = engines["torch"][key]
@@ -201,9 +199,8 @@ def _codes(pre: Preprocess, y: np.ndarray, name: str) -> np.ndarray:
     return np.array([index[v] for v in text], dtype=np.int64)
 
 
-def _split(run_dir: Path, table: Table, y: np.ndarray, codes: np.ndarray | None, part: str):  # noqa: ANN202
+def _split(recorded: dict, table: Table, y: np.ndarray, codes: np.ndarray | None, part: str):  # noqa: ANN202
     """The rows of the run's own `part`, recomputed from its seed and protocol."""
-    recorded = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     if recorded["data"]["rows"] != len(y):
         raise InputError(
             f"the run was trained on {recorded['data']['rows']} rows of "

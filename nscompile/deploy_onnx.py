@@ -22,9 +22,9 @@ import json
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-from nscompile.emit_onnx import INPUT_NAME, OUTPUT_NAME
+from nscompile.emit_onnx import INPUT_NAME, OUTPUT_NAME, GraphBuilder
 from nscompile.preprocess import Preprocess
 
 ML_DOMAIN = "ai.onnx.ml"
@@ -34,27 +34,7 @@ STANDARDISED = "standardised"
 OUTPUTS = {"classification": ("label", "probabilities", "logits"), "regression": ("prediction",)}
 
 
-class _Nodes:
-    """New nodes and constants with names that cannot collide with the network's."""
-
-    def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.constants: list[onnx.TensorProto] = []
-
-    def constant(self, value: np.ndarray) -> str:
-        name = f"deploy_const_{len(self.constants)}"
-        self.constants.append(numpy_helper.from_array(value, name))
-        return name
-
-    def add(self, op: str, inputs: list[str], output: str = "", **attrs: object) -> str:
-        out = output or f"deploy_{op.lower()}_{len(self.nodes)}"
-        domain = ML_DOMAIN if op == "LabelEncoder" else ""
-        name = f"deploy_n{len(self.nodes)}"
-        self.nodes.append(helper.make_node(op, inputs, [out], name=name, domain=domain, **attrs))
-        return out
-
-
-def _encode(nodes: _Nodes, pre: Preprocess) -> str:
+def _encode(nodes: GraphBuilder, pre: Preprocess) -> str:
     """The encoded (one-hot expanded) feature matrix, columns in the encoding's order."""
     encoding = pre.encoding
     if not encoding.text:
@@ -64,52 +44,54 @@ def _encode(nodes: _Nodes, pre: Preprocess) -> str:
     pieces = []
     for name, categories in zip(encoding.columns, encoding.categories, strict=True):
         if categories is None:
-            index = nodes.constant(np.array([numeric[name]], dtype=np.int64))
-            pieces.append(nodes.add("Gather", [INPUT_NAME, index], axis=1))
+            index = nodes.constant([numeric[name]], np.int64)
+            pieces.append(nodes.node("Gather", [INPUT_NAME, index], axis=1))
             continue
-        index = nodes.constant(np.array([text[name]], dtype=np.int64))
-        cells = nodes.add("Gather", [TEXT_INPUT, index], axis=1)
-        codes = nodes.add(
+        index = nodes.constant([text[name]], np.int64)
+        cells = nodes.node("Gather", [TEXT_INPUT, index], axis=1)
+        codes = nodes.node(
             "LabelEncoder",
             [cells],
+            domain=ML_DOMAIN,
             keys_strings=list(categories),
             values_int64s=list(range(len(categories))),
             default_int64=-1,
         )
-        every = nodes.constant(np.arange(len(categories), dtype=np.int64))
-        hot = nodes.add("Equal", [codes, every])
-        pieces.append(nodes.add("Cast", [hot], to=TensorProto.FLOAT))
-    return pieces[0] if len(pieces) == 1 else nodes.add("Concat", pieces, axis=1)
+        every = nodes.constant(list(range(len(categories))), np.int64)
+        hot = nodes.node("Equal", [codes, every])
+        pieces.append(nodes.node("Cast", [hot], to=TensorProto.FLOAT))
+    return pieces[0] if len(pieces) == 1 else nodes.node("Concat", pieces, axis=1)
 
 
-def _answer(nodes: _Nodes, pre: Preprocess) -> None:
+def _answer(nodes: GraphBuilder, pre: Preprocess) -> None:
     """Logits -> label and probabilities, or standardised units -> the target's units."""
     if pre.task == "classification":
         assert pre.labels is not None
-        nodes.add("Identity", [OUTPUT_NAME], output="logits")
-        nodes.add("Softmax", [OUTPUT_NAME], output="probabilities", axis=1)
-        index = nodes.add("ArgMax", [OUTPUT_NAME], axis=1, keepdims=0)
-        nodes.add(
+        nodes.node("Identity", [OUTPUT_NAME], output="logits")
+        nodes.node("Softmax", [OUTPUT_NAME], output="probabilities", axis=1)
+        index = nodes.node("ArgMax", [OUTPUT_NAME], axis=1, keepdims=0)
+        nodes.node(
             "LabelEncoder",
             [index],
+            domain=ML_DOMAIN,
             output="label",
             keys_int64s=list(range(len(pre.labels))),
             values_strings=list(pre.labels),
             default_string="",
         )
         return
-    scale = nodes.constant(np.array([pre.scaler.target_std], dtype=np.float32))
-    shift = nodes.constant(np.array([pre.scaler.target_mean], dtype=np.float32))
-    nodes.add("Add", [nodes.add("Mul", [OUTPUT_NAME, scale]), shift], output="prediction")
+    scale = nodes.constant([pre.scaler.target_std])
+    shift = nodes.constant([pre.scaler.target_mean])
+    nodes.node("Add", [nodes.node("Mul", [OUTPUT_NAME, scale]), shift], output="prediction")
 
 
 def deployable(network: onnx.ModelProto, pre: Preprocess) -> onnx.ModelProto:
     """The network's model with `pre` inside: raw rows in, the target's units out."""
-    nodes = _Nodes()
+    nodes = GraphBuilder(prefix="deploy_")
     encoded = _encode(nodes, pre)
     mean = nodes.constant(pre.scaler.mean.astype(np.float32))
     std = nodes.constant(pre.scaler.std.astype(np.float32))
-    nodes.add("Div", [nodes.add("Sub", [encoded, mean]), std], output=STANDARDISED)
+    nodes.node("Div", [nodes.node("Sub", [encoded, mean]), std], output=STANDARDISED)
     inner = [_renamed(node) for node in network.graph.node]
     first = len(nodes.nodes)
     _answer(nodes, pre)
@@ -127,7 +109,7 @@ def deployable(network: onnx.ModelProto, pre: Preprocess) -> onnx.ModelProto:
         network.graph.name,
         inputs,
         outputs,
-        list(network.graph.initializer) + nodes.constants,
+        list(network.graph.initializer) + nodes.initializers,
     )
     model = helper.make_model(
         graph,

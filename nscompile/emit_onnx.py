@@ -82,7 +82,7 @@ def emit_onnx(
 ) -> onnx.ModelProto:
     """Build, check and return the ONNX model of `network` with `weights` as initializers."""
     check_weights(program, network, weights)
-    graph = _GraphBuilder()
+    graph = GraphBuilder()
     for key in sorted(weights):
         graph.initializer(key, np.asarray(weights[key], dtype=np.float32))
     neurons = {n.name: n for n in program.neurons}
@@ -103,10 +103,12 @@ def emit_onnx(
     return model
 
 
-class _GraphBuilder:
-    """Collects nodes and initializers with deterministic names."""
+class GraphBuilder:
+    """Collects nodes and initializers with deterministic names, all starting with `prefix`
+    (`deploy_onnx` adds nodes around a network's graph under its own prefix)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.constants: dict[tuple[str, bytes], str] = {}
@@ -114,22 +116,31 @@ class _GraphBuilder:
 
     def fresh(self, hint: str) -> str:
         self.count += 1
-        return f"{hint}_{self.count}"
+        return f"{self.prefix}{hint}_{self.count}"
 
     def initializer(self, name: str, value: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(value, name))
         return name
 
-    def constant(self, value: float | list[int], dtype: type = np.float32) -> str:
+    def constant(self, value: float | list[float] | np.ndarray, dtype: type = np.float32) -> str:
         array = np.asarray(value, dtype=dtype)
         key = (str(array.dtype), array.tobytes() + str(array.shape).encode())
         if key not in self.constants:
-            self.constants[key] = self.initializer(f"const_{len(self.constants)}", array)
+            name = f"{self.prefix}const_{len(self.constants)}"
+            self.constants[key] = self.initializer(name, array)
         return self.constants[key]
 
-    def node(self, op: str, inputs: list[str], output: str | None = None, **attrs: object) -> str:
+    def node(
+        self,
+        op: str,
+        inputs: list[str],
+        output: str | None = None,
+        domain: str | None = None,
+        **attrs: object,
+    ) -> str:
         out = output or self.fresh(op.lower())
-        self.nodes.append(helper.make_node(op, inputs, [out], name=f"n{len(self.nodes)}", **attrs))
+        name = f"{self.prefix}n{len(self.nodes)}"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=name, domain=domain, **attrs))
         return out
 
     def model(self, network: NetworkIR, program: ProgramIR) -> onnx.ModelProto:
@@ -169,7 +180,7 @@ class _GraphBuilder:
         return model
 
 
-def _activation(graph: _GraphBuilder, name: str, h: str) -> str:
+def _activation(graph: GraphBuilder, name: str, h: str) -> str:
     if name == "identity":
         return h
     if name == "silu":
@@ -186,7 +197,7 @@ def _activation(graph: _GraphBuilder, name: str, h: str) -> str:
 class _NeuronLowering:
     """Lowers one neuron's IR into nodes, for one layer with concrete sizes."""
 
-    def __init__(self, graph: _GraphBuilder, neuron: NeuronIR, prefix: str, dims: dict) -> None:
+    def __init__(self, graph: GraphBuilder, neuron: NeuronIR, prefix: str, dims: dict) -> None:
         self.graph = graph
         self.neuron = neuron
         self.prefix = prefix

@@ -58,15 +58,6 @@ class Scaler:
             "target_std": self.target_std,
         }
 
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> Scaler:
-        return Scaler(
-            np.asarray(data["mean"], dtype=np.float64),
-            np.asarray(data["std"], dtype=np.float64),
-            float(data["target_mean"]),
-            float(data["target_std"]),
-        )
-
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -83,10 +74,6 @@ class Preprocess:
         scaler = Scaler.fit(data.features[train_rows], data.target[train_rows], data.task)
         _check_centred(data, scaler)
         return Preprocess(data.task, data.target_name, data.encoding, scaler, data.labels)
-
-    def inputs(self, table: Table, first_row: int = 1) -> np.ndarray:
-        """The network's float32 inputs for the rows of `table` (columns found by name)."""
-        return self.scaler.features(self.encoding.encode(table, first_row))
 
     def numeric(self, table: Table) -> np.ndarray:
         """The deployed graph's `input`: the numeric feature columns, float32, in order."""
