@@ -164,6 +164,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         f"{result.seconds:.1f}s",
         file=sys.stderr,
     )
+    if result.undecided:
+        print(f"nscompile: warning: {result.undecided}", file=sys.stderr)
     if args.summary:
         summary = {
             "data": table.name,
@@ -175,6 +177,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             "agreement": result.agreement,
             "seeds": list(seeds),
             "per_seed": result.per_seed,
+            "stage1_per_seed": [
+                {"pure": s["pure"], "interact": s["interact"]} for s in result.stage1_per_seed
+            ],
+            "stage2_changed": result.stage2_changed,
+            "undecided": result.undecided,
             "val_metric": result.val_metric,
             "seconds": result.seconds,
         }

@@ -1,14 +1,24 @@
 """Structure recovery on NeuronSeek's 15 synthetic formulas (NEURONSEEK.md §3).
 
-Every formula at D=10, N=2500 (the search sees the first 2000 rows; the last 500 are held
-out), three search seeds each. Prints per formula the truth, the structure each seed found,
-PERFECT / NOISY / MISSING for the majority structure, the agreement across seeds and the
+Every formula at D inputs and N rows (default D=10, N=2500; N=3000 when D > 10), the search
+seeing the first 80% of the rows, three search seeds each. Prints per formula the truth, the
+structure each seed found, PERFECT / NOISY / MISSING for the majority structure, the agreement
+across seeds, the verdict of stage 1 alone (the L0 gates, before stage 2's refits) and the
 seconds per search; then the totals.
 
-    python examples/paper/synthetic_recovery.py                 # the full benchmark
+    python examples/paper/synthetic_recovery.py                 # the full benchmark, D=10
+    python examples/paper/synthetic_recovery.py --dims 50 --rows 3000 --noise 0.1 --jobs 2
+    python examples/paper/synthetic_recovery.py --classes 2     # labels: above/below median
     python examples/paper/synthetic_recovery.py --quick         # two formulas, few epochs
     python examples/paper/synthetic_recovery.py --formulas pure_v0,hybrid_v1 --seeds 1
     python examples/paper/synthetic_recovery.py --json out.json
+    python examples/paper/synthetic_recovery.py --table d10.json d30.json d50.json
+
+`--noise S` is the noise's std relative to the signal's (default 0.01; see
+`nscompile.synthetic`); `--classes C` turns the target into C quantile classes, so the search
+runs as classification; `--data-seed` draws other data (the reported tables use data seed 0
+and search seeds 0, 1, 2; tune on other seeds). `--jobs J` runs J formulas at once, one torch
+thread each. `--table` prints the scaling table (markdown) of JSON files written by `--json`.
     python examples/paper/synthetic_recovery.py --baseline tnlearn --seeds 1
     python examples/paper/synthetic_recovery.py --baseline tnlearn --tn-class VecSymRegressor
 
@@ -56,7 +66,7 @@ from collections import Counter
 from nscompile.errors import InputError
 from nscompile.synthetic import FORMULAS, generate
 
-DIMS, ROWS, TRAIN = 10, 2500, 2000
+DIMS, ROWS, TRAIN = 10, 2500, 2000  # the tnlearn comparison's fixed setting
 QUICK = ("pure_v0", "interact_v0")
 TN_CLASSES = ("GPSymRegressor", "VecSymRegressor")
 # tnlearn's GP budget: {"pop_size": ..., "max_generations": ..., "max_depth": ...} (depth: GP only)
@@ -79,12 +89,26 @@ def show(structure: dict) -> str:
     return f"P{{{pure}}} I{{{inter}}}" + (" +other" if structure.get("other") else "")
 
 
-def neuronseek_row(name: str, seeds: int, quick: bool) -> dict:
+def neuronseek_row(
+    name: str,
+    seeds: int,
+    quick: bool,
+    setting: dict | None = None,
+) -> dict:
+    """One formula: search with `seeds` seeds on the data `setting` describes."""
     from nscompile.search import search
 
+    setting = setting or {"dims": DIMS, "rows": ROWS, "noise": 0.01, "classes": 0, "data_seed": 0}
     params = {"epochs": 20, "refit_iters": 60} if quick else {}
-    X, y, truth = generate(name, dims=DIMS, rows=ROWS, seed=0)
-    result = search(X[:TRAIN], y[:TRAIN], seeds=tuple(range(seeds)), name=name, **params)
+    X, y, truth = generate(
+        name, dims=setting["dims"], rows=setting["rows"], seed=setting["data_seed"],
+        noise=setting["noise"], classes=setting["classes"],
+    )  # fmt: skip
+    train = int(setting["rows"] * 0.8)
+    task = "classification" if setting["classes"] else "regression"
+    result = search(X[:train], y[:train], seeds=tuple(range(seeds)), name=name, task=task, **params)
+    stage1 = [{"pure": s["pure"], "interact": s["interact"]} for s in result.stage1_per_seed]
+    stage1_majority = Counter(json.dumps(s, sort_keys=True) for s in stage1).most_common(1)[0][0]
     return {
         "formula": name,
         "truth": truth,
@@ -92,23 +116,84 @@ def neuronseek_row(name: str, seeds: int, quick: bool) -> dict:
         "majority": {"pure": result.structure["pure"], "interact": result.structure["interact"]},
         "verdict": verdict(result.structure, truth),
         "agreement": result.agreement,
+        "stage1_per_seed": stage1,
+        "stage1_verdict": verdict(json.loads(stage1_majority), truth),
+        "stage2_changed": result.stage2_changed,
+        "undecided": result.undecided,
         "seconds_per_search": result.seconds / seeds,
-        "val_mse": result.val_metric,
+        "val_metric": result.val_metric,
+        "metric": result.metric_name,
     }
 
 
-def run_neuronseek(names: list[str], seeds: int, quick: bool) -> list[dict]:
+def _row_job(job: tuple) -> dict:
+    return neuronseek_row(*job)
+
+
+def run_neuronseek(
+    names: list[str], seeds: int, quick: bool, setting: dict | None = None, jobs: int = 1
+) -> list[dict]:
+    work = [(name, seeds, quick, setting) for name in names]
+    if jobs > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(jobs)
+        results = pool.imap(_row_job, work)
+    else:
+        pool, results = None, map(_row_job, work)
     rows = []
-    for name in names:
-        row = neuronseek_row(name, seeds, quick)
-        rows.append(row)
-        found = "  ".join(show(s) for s in row["per_seed"])
-        print(
-            f"{name:12s} {show(row['truth']):14s} {found:44s} {row['verdict']:8s}"
-            f" {row['agreement']:5.2f} {row['seconds_per_search']:6.1f}s",
-            flush=True,
-        )
+    try:
+        for row in results:
+            rows.append(row)
+            found = "  ".join(show(s) for s in row["per_seed"])
+            print(
+                f"{row['formula']:12s} {show(row['truth']):14s} {found:44s} {row['verdict']:8s}"
+                f" {row['agreement']:5.2f} {row['stage1_verdict']:8s}"
+                f" {row['seconds_per_search']:6.1f}s",
+                flush=True,
+            )
+    finally:
+        if pool is not None:
+            pool.close()
     return rows
+
+
+def totals(rows: list[dict], seeds: int) -> dict:
+    """The counts a scaling-table line shows."""
+    return {
+        "formulas": len(rows),
+        "perfect": sum(r["verdict"] == "PERFECT" for r in rows),
+        "noisy": sum(r["verdict"] == "NOISY" for r in rows),
+        "all_agree": sum(r["agreement"] == 1.0 for r in rows),
+        "stage1_perfect": sum(r["stage1_verdict"] == "PERFECT" for r in rows),
+        "stage2_changed": sum(r["stage2_changed"] for r in rows),
+        "searches": len(rows) * seeds,
+        "undecided": sum(bool(r["undecided"]) for r in rows),
+        "mean_seconds": sum(r["seconds_per_search"] for r in rows) / len(rows),
+        "worst_seconds": max(r["seconds_per_search"] for r in rows),
+    }
+
+
+def scaling_table(paths: list[str]) -> str:
+    """A markdown table, one line per JSON report written by `--json`."""
+    lines = [
+        "| D | N | noise | task | PERFECT | NOISY | all seeds agree | stage 1 alone PERFECT "
+        "| stage 2 changed stage 1 | s/search mean (worst) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            report = json.load(handle)
+        st, t = report["setting"], report["totals"]
+        task = f"{st['classes']} classes" if st["classes"] else "regression"
+        n = t["formulas"]
+        lines.append(
+            f"| {st['dims']} | {st['rows']} | {st['noise']:g} | {task} | {t['perfect']}/{n} "
+            f"| {t['noisy']} | {t['all_agree']}/{n} | {t['stage1_perfect']}/{n} "
+            f"| {t['stage2_changed']}/{t['searches']} "
+            f"| {t['mean_seconds']:.1f} ({t['worst_seconds']:.1f}) |"
+        )
+    return "\n".join(lines)
 
 
 def _tn_sympy(expression: str):
@@ -329,7 +414,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tn-pop", type=int, help="tnlearn population size")
     parser.add_argument("--tn-gens", type=int, help="tnlearn generations")
     parser.add_argument("--tn-depth", type=int, help="tnlearn maximum tree depth (GP only)")
+    parser.add_argument("--dims", type=int, default=DIMS, help="inputs D (10)")
+    parser.add_argument("--rows", type=int, help="rows N (2500 at D <= 10, else 3000)")
+    parser.add_argument("--noise", type=float, default=0.01, help="relative noise (0.01)")
+    parser.add_argument("--classes", type=int, default=0, help="quantile classes (0: regression)")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the data (0)")
+    parser.add_argument("--jobs", type=int, default=1, help="formulas searched at once (1)")
+    parser.add_argument("--table", nargs="+", metavar="JSON", help="print the scaling table")
     args = parser.parse_args(argv)
+    if args.table:
+        print(scaling_table(args.table))
+        return 0
     names = list(QUICK) if args.quick else list(FORMULAS)
     if args.formulas:
         names = [n.strip() for n in args.formulas.split(",") if n.strip()]
@@ -356,27 +451,37 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.json, "w", encoding="utf-8") as out:
                 json.dump(report, out, indent=2)
         return 0
-    print(f"{'formula':12s} {'truth':14s} {'found per seed':44s} {'verdict':8s} agree  s/search")
-    rows = run_neuronseek(names, max(1, seeds), args.quick)
-    perfect = sum(r["verdict"] == "PERFECT" for r in rows)
-    noisy = sum(r["verdict"] == "NOISY" for r in rows)
-    agree = sum(r["agreement"] == 1.0 for r in rows)
-    mean_s = sum(r["seconds_per_search"] for r in rows) / len(rows)
-    worst = max(r["seconds_per_search"] for r in rows)
+    setting = {
+        "dims": args.dims,
+        "rows": args.rows or (2500 if args.dims <= 10 else 3000),
+        "noise": args.noise,
+        "classes": args.classes,
+        "data_seed": args.data_seed,
+    }
+    seeds = max(1, seeds)
     print(
-        f"\nPERFECT {perfect}/{len(rows)}  NOISY {noisy}  MISSING {len(rows) - perfect - noisy}"
-        f"  all seeds agree {agree}/{len(rows)}  seconds per search: mean {mean_s:.1f},"
-        f" worst formula {worst:.1f}"
+        f"D={setting['dims']} N={setting['rows']} (search on the first 80%) "
+        f"noise={setting['noise']:g} "
+        + (f"classes={setting['classes']} " if setting["classes"] else "")
+        + f"data seed {setting['data_seed']}, search seeds 0..{seeds - 1}"
+    )
+    print(
+        f"{'formula':12s} {'truth':14s} {'found per seed':44s} {'verdict':8s} agree"
+        f" {'stage1':8s} s/search"
+    )
+    rows = run_neuronseek(names, seeds, args.quick, setting, max(1, args.jobs))
+    t = totals(rows, seeds)
+    print(
+        f"\nPERFECT {t['perfect']}/{len(rows)}  NOISY {t['noisy']}"
+        f"  MISSING {len(rows) - t['perfect'] - t['noisy']}  all seeds agree"
+        f" {t['all_agree']}/{len(rows)}  stage 1 alone PERFECT {t['stage1_perfect']}/{len(rows)}"
+        f"  stage 2 changed stage 1 in {t['stage2_changed']}/{t['searches']} searches"
+        f"  undecided {t['undecided']}  seconds per search: mean {t['mean_seconds']:.1f},"
+        f" worst formula {t['worst_seconds']:.1f}"
     )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            summary = {
-                "perfect": perfect,
-                "noisy": noisy,
-                "all_agree": agree,
-                "mean_seconds": mean_s,
-            }
-            json.dump({"rows": rows, "totals": summary}, out, indent=2)
+            json.dump({"setting": setting, "rows": rows, "totals": t}, out, indent=2)
     return 0
 
 

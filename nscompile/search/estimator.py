@@ -36,9 +36,9 @@ class NeuronSeek(BaseEstimator):
         gate_lr: Adam learning rate of the gates' log alpha.
         relative_penalty: see `lambda_max`.
         prune: run stage 2 (refit and backward elimination on the validation loss).
-        tolerance: stage 2 drops a term when the validation loss grows by at most this
-            fraction (plus `floor`).
-        floor: absolute slack of stage 2 (losses on the standardised target).
+        significance: stage 2 keeps a term when the validation loss without it is worse by
+            more than this many standard errors (paired per-row differences) and by more
+            than the fraction `tolerance` of the best validation loss.
         refit_iters: L-BFGS iterations per stage-2 refit.
         validation_fraction: share of the rows held out for stage 2 and `val_metric`.
         hidden: the hidden widths of the network written into `spec_`. (64, 32) rather than
@@ -51,7 +51,10 @@ class NeuronSeek(BaseEstimator):
         threads: torch CPU threads during `fit` (restored afterwards).
 
     Attributes (after `fit`): `structure_`, `spec_`, `history_`, `task_`, `seconds_`,
-    `val_metric_` and `metric_name_` ("mse" on the standardised target, or "accuracy").
+    `val_metric_` and `metric_name_` ("mse" on the standardised target, or "accuracy");
+    `stage1_` (the structure of the gates alone: expected L0 above `threshold`),
+    `prune_trace_` (stage 2's trials: term, validation loss, sign-test sigmas, kept or not)
+    and `undecided_` (None, or why no structure beats a constant on the validation rows).
     """
 
     def __init__(
@@ -68,8 +71,8 @@ class NeuronSeek(BaseEstimator):
         gate_lr: float = 0.05,
         relative_penalty: bool = True,
         prune: bool = True,
+        significance: float = 3.0,
         tolerance: float = 0.1,
-        floor: float = 2e-6,
         refit_iters: int = 150,
         validation_fraction: float = 0.2,
         hidden: tuple[int, ...] = (64, 32),
@@ -89,8 +92,8 @@ class NeuronSeek(BaseEstimator):
         self.gate_lr = gate_lr
         self.relative_penalty = relative_penalty
         self.prune = prune
+        self.significance = significance
         self.tolerance = tolerance
-        self.floor = floor
         self.refit_iters = refit_iters
         self.validation_fraction = validation_fraction
         self.hidden = hidden
@@ -133,7 +136,8 @@ class NeuronSeek(BaseEstimator):
             y = torch.tensor(data.y, dtype=torch.float32)[:, None]
             loss_fn, metric = F.mse_loss, "mse"
         xt, yt, xv, yv = x[fit], y[fit], x[val], y[val]
-        model = DualStream(xt, data.outputs, self.max_order, self.rank)
+        target = F.one_hot(yt, data.outputs).to(xt.dtype) if data.task == "classification" else yt
+        model = DualStream(xt, data.outputs, self.max_order, self.rank, target)
         history: dict = {"loss": [], "gates": {n: [] for n in model.names}}
 
         def on_epoch(epoch: int, loss: float, gates: dict[str, float]) -> None:
@@ -153,10 +157,12 @@ class NeuronSeek(BaseEstimator):
         candidates = [n for n, p in probs.items() if p > self.threshold]
         if not candidates:
             candidates = [max(probs, key=probs.__getitem__)]
+        self.prune_trace_ = []
         if self.prune:
             model, keep, _ = train.prune(
                 model, (xt, yt, xv, yv), loss_fn, candidates,
-                tolerance=self.tolerance, floor=self.floor, iters=self.refit_iters,
+                significance=self.significance, tolerance=self.tolerance, iters=self.refit_iters,
+                trace=self.prune_trace_,
             )  # fmt: skip
         else:
             keep = candidates
@@ -174,6 +180,27 @@ class NeuronSeek(BaseEstimator):
         self.val_metric_, self.metric_name_ = value, metric
         self.candidates_ = candidates
         self.structure_ = _structure(keep, probs, self.rank)
+        self.stage1_ = _structure(candidates, probs, self.rank)
+        self.undecided_ = self._undecided(model, yt, xv, yv, loss_fn, data.outputs)
+
+    def _undecided(self, model, yt, xv, yv, loss_fn, outputs: int) -> str | None:  # noqa: ANN001
+        """Why the search cannot decide, or None: the found terms must beat a constant."""
+        if not self.prune:
+            return None
+        if yt.dtype == torch.long:
+            counts = torch.bincount(yt, minlength=outputs).double() + 0.5
+            constant = counts.log().expand(xv.shape[0], outputs).float()
+        else:
+            constant = yt.mean(0, keepdim=True).expand(xv.shape[0], yt.shape[1])
+        flat = loss_fn(constant, yv, reduction="none")
+        flat = flat.reshape(flat.shape[0], -1).double().mean(1)
+        found = train.row_losses(model, xv, yv, loss_fn)
+        if train.worse_by(flat, found) > self.significance:
+            return None
+        return (
+            "no structure predicts the validation rows better than a constant: every order "
+            "is equally good (or bad); the structure reported is a guess"
+        )
 
 
 def _structure(keep: list[str], probs: dict[str, float], rank: int) -> dict:

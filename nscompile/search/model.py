@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nscompile.search import moments
 from nscompile.search.gates import HardConcreteGates
 
 
@@ -30,9 +31,19 @@ class DualStream(nn.Module):
         outputs: C, the number of outputs (1 for regression, classes for classification).
         max_order: K, the highest order of both streams.
         rank: R, the CP rank of the interaction terms.
+        target: the training target as rows x C floats (a regression target, or the one-hot
+            classes), or None; when given, the CP factors start near the leading directions
+            of the target's Hermite moments (`moments`) instead of at random.
     """
 
-    def __init__(self, x: torch.Tensor, outputs: int, max_order: int, rank: int) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        outputs: int,
+        max_order: int,
+        rank: int,
+        target: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         dims = x.shape[1]
         self.max_order = max_order
@@ -47,6 +58,9 @@ class DualStream(nn.Module):
         self.pure_w = nn.Parameter(torch.randn(max_order, dims, outputs) / dims**0.5)
         factors = sum(self.interact_orders)
         self.factors = nn.Parameter(torch.randn(factors, dims, rank) / dims**0.5)
+        if target is not None and self.interact_orders:
+            with torch.no_grad():
+                self._start_from_moments(x, target, powers)
         self.out_map = nn.Parameter(torch.randn(len(self.interact_orders), rank, outputs))
         self.register_buffer("prod_std", torch.ones(len(self.interact_orders), rank))
         with torch.no_grad():
@@ -57,6 +71,19 @@ class DualStream(nn.Module):
         self.gates = HardConcreteGates(len(self.names))
         self.bias = nn.Parameter(torch.zeros(outputs))
         self.register_buffer("mask", torch.ones(len(self.names)))
+
+    def _start_from_moments(self, x: torch.Tensor, target: torch.Tensor, powers) -> None:  # noqa: ANN001
+        """Every order's k factors: the moment directions, each copy perturbed by 30%."""
+        flat = powers.reshape(powers.shape[0], -1)
+        flat = (flat - flat.mean(0)) / flat.std(0).clamp_min(1e-6)
+        residual = moments.pure_residual(flat, target - target.mean(0))
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+        start = 0
+        for k in self.interact_orders:
+            dirs = moments.directions(x, residual, k, self.rank, generator).to(x.dtype)
+            for m in range(start, start + k):
+                self.factors[m] = dirs + 0.3 * self.factors[m]
+            start += k
 
     def _powers(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([x**k for k in range(1, self.max_order + 1)], dim=1)

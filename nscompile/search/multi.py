@@ -31,6 +31,10 @@ class SearchResult:
         task: "regression" or "classification".
         history: the training history of the first majority seed.
         spec: the spec AST; its neuron carries the provenance comment.
+        stage1_per_seed: every seed's stage-1 structure (the gates alone), in seed order.
+        stage2_changed: how many seeds' final structure differs from their stage-1 one.
+        undecided: None, or why the search could not decide (from the first seed that
+            could not).
     """
 
     structure: dict[str, Any]
@@ -43,6 +47,9 @@ class SearchResult:
     task: str
     history: dict[str, Any]
     spec: syntax.Spec
+    stage1_per_seed: list[dict[str, Any]]
+    stage2_changed: int
+    undecided: str | None
 
 
 def _key(structure: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -95,6 +102,9 @@ def search(
     agreement = counts[best] / len(fits)
     val = sum(f.val_metric_ for f in winners) / len(winners)
     lines = _provenance(name, seeds, lead.structure_, lead.metric_name_, val, agreement)
+    undecided = next((f.undecided_ for f in fits if f.undecided_), None)
+    if undecided:
+        lines.append(f"undecided: {undecided}")
     spec = spec_for(
         lead.structure_, lead.n_features_in_, lead.task_, _outputs(lead), lead.hidden, lines
     )
@@ -109,6 +119,9 @@ def search(
         task=lead.task_,
         history=lead.history_,
         spec=spec,
+        stage1_per_seed=[f.stage1_ for f in fits],
+        stage2_changed=sum(_key(f.stage1_) != _key(f.structure_) for f in fits),
+        undecided=undecided,
     )
 
 
