@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nscompile import __version__
 from nscompile.cli_bench import add_parser as add_bench_parser
-from nscompile.cli_data import bounded_int, cmd_run, cmd_search
+from nscompile.cli_data import add_synthetic_options, bounded_int, cmd_run, cmd_search
 from nscompile.cli_train import add_parsers as add_train_parsers
 from nscompile.errors import InputError, InternalError, SpecError
 from nscompile.files import check_writable, write_atomic
@@ -253,6 +253,7 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     search.add_argument("--seeds", type=bounded_int(1, 100), default=1, help="seeds to run (1)")
     search.add_argument("--dims", type=bounded_int(1, 10_000), default=10, help="synthetic: inputs")
     search.add_argument("--rows", type=bounded_int(10, 10_000_000), default=2500, help="synthetic")
+    add_synthetic_options(search)
     search.add_argument("--summary", metavar="OUT.json", help="write the structure and timings")
     search.add_argument("--plot", metavar="OUT.png", help="draw loss and gate probabilities")
     search.set_defaults(run=cmd_search)

@@ -35,6 +35,19 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def add_synthetic_options(parser: argparse.ArgumentParser) -> None:
+    """--noise and --classes, which shape `synthetic:` data (`nscompile.synthetic.generate`
+    checks their bounds, so the parser does not import numpy)."""
+    parser.add_argument(
+        "--noise", type=float, default=0.01,
+        help="synthetic: noise std relative to the signal's, 0..10 (0.01)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--classes", type=int, default=0, metavar="C",
+        help="synthetic: C quantile classes (2..20) instead of a regression target (0)",
+    )  # fmt: skip
+
+
 def run_search(data, seeds: tuple[int, ...], options: dict[str, Any]):  # noqa: ANN001, ANN201
     """`nscompile.search.search` on supervised data, with a progress bar on a terminal."""
     from nscompile.progress import Progress
@@ -148,7 +161,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         from nscompile.plots import require_matplotlib
 
         require_matplotlib()  # fail before the search, not after it
-    table = load_table(args.data, dims=args.dims, rows=args.rows, seed=args.seed)
+    table = load_table(
+        args.data, dims=args.dims, rows=args.rows, seed=args.seed, noise=args.noise,
+        classes=args.classes,
+    )  # fmt: skip
     data = supervised(table, args.target, args.task)
     seeds = tuple(range(args.seed, args.seed + args.seeds))
     options = {"max_order": args.max_order, "rank": args.rank}

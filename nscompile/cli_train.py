@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nscompile.cli_data import bounded_int, run_search
+from nscompile.cli_data import add_synthetic_options, bounded_int, run_search
 from nscompile.errors import InputError
 from nscompile.files import check_writable
 from nscompile.syntax import MAX_ORDER
@@ -50,6 +50,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--dims", type=bounded_int(1, 10_000), default=10, help="synthetic: inputs")
     parser.add_argument("--rows", type=bounded_int(10, 10_000_000), default=2500, help="synthetic")
+    add_synthetic_options(parser)
 
 
 def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's private subparsers type)
@@ -88,7 +89,10 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     """(table, supervised data) of DATA."""
     from nscompile.data import load_table, supervised
 
-    table = load_table(args.data, dims=args.dims, rows=args.rows, seed=args.seed)
+    table = load_table(
+        args.data, dims=args.dims, rows=args.rows, seed=args.seed, noise=args.noise,
+        classes=args.classes,
+    )  # fmt: skip
     return table, supervised(table, args.target, args.task)
 
 

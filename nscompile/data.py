@@ -91,16 +91,19 @@ def load_table(
     dims: int = 10,
     rows: int = 2500,
     seed: int = 0,
+    noise: float = 0.01,
+    classes: int = 0,
     text: frozenset[str] | tuple[str, ...] = frozenset(),
 ) -> Table:
     """Read `source` (a file, `sklearn:NAME`, `keel:NAME` or `synthetic:NAME`) into a Table.
 
-    `dims`, `rows` and `seed` only shape `synthetic:` data; columns named in `text` of a file
-    stay text (a run's text columns), whatever their cells look like.
+    `dims`, `rows`, `seed`, `noise` and `classes` only shape `synthetic:` data (see
+    `nscompile.synthetic.generate`); columns named in `text` of a file stay text (a run's text
+    columns), whatever their cells look like.
     """
     kind, _, rest = source.partition(":")
     if kind in NAMED and rest:
-        table = NAMED[kind](rest, dims, rows, seed)
+        table = NAMED[kind](rest, dims, rows, seed, noise, classes)
     else:
         table = _file(Path(source), frozenset(text))
     if table.rows == 0 or not table.columns:
@@ -130,10 +133,10 @@ def iter_tables(
         first += table.rows
 
 
-def _synthetic(name: str, dims: int, rows: int, seed: int) -> Table:
+def _synthetic(name: str, dims: int, rows: int, seed: int, noise: float, classes: int) -> Table:
     from nscompile.synthetic import generate
 
-    x, y, _ = generate(name, dims=dims, rows=rows, seed=seed)
+    x, y, _ = generate(name, dims=dims, rows=rows, seed=seed, noise=noise, classes=classes)
     columns = tuple(f"x{i}" for i in range(x.shape[1])) + ("y",)
     return numeric_table(f"synthetic:{name}", columns, np.column_stack([x, y]))
 
@@ -181,10 +184,11 @@ def _sklearn(name: str) -> Table:
     return numeric_table(f"sklearn:{name}", (*names, "target"), values)
 
 
-# The named sources: prefix -> loader(name, dims, rows, seed); anything else is a file.
+# The named sources: prefix -> loader(name, dims, rows, seed, noise, classes); anything else
+# is a file.
 NAMED = {
-    "sklearn": lambda name, dims, rows, seed: _sklearn(name),
-    "keel": lambda name, dims, rows, seed: _keel(name),
+    "sklearn": lambda name, *_: _sklearn(name),
+    "keel": lambda name, *_: _keel(name),
     "synthetic": _synthetic,
 }
 

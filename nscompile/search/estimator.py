@@ -61,7 +61,7 @@ class NeuronSeek(BaseEstimator):
         self,
         max_order: int = 5,
         rank: int = 8,
-        epochs: int = 60,
+        epochs: int = 40,
         batch_size: int = 128,
         lambda_max: float = 0.05,
         threshold: float = 0.5,
@@ -73,7 +73,7 @@ class NeuronSeek(BaseEstimator):
         prune: bool = True,
         significance: float = 3.0,
         tolerance: float = 0.1,
-        refit_iters: int = 150,
+        refit_iters: int = 300,
         validation_fraction: float = 0.2,
         hidden: tuple[int, ...] = (64, 32),
         seed: int = 0,
@@ -181,20 +181,19 @@ class NeuronSeek(BaseEstimator):
         self.candidates_ = candidates
         self.structure_ = _structure(keep, probs, self.rank)
         self.stage1_ = _structure(candidates, probs, self.rank)
-        self.undecided_ = self._undecided(model, yt, xv, yv, loss_fn, data.outputs)
+        self.undecided_ = self._undecided(model, yt, xv, yv, data.outputs)
 
-    def _undecided(self, model, yt, xv, yv, loss_fn, outputs: int) -> str | None:  # noqa: ANN001
+    def _undecided(self, model, yt, xv, yv, outputs: int) -> str | None:  # noqa: ANN001
         """Why the search cannot decide, or None: the found terms must beat a constant."""
         if not self.prune:
             return None
         if yt.dtype == torch.long:
             counts = torch.bincount(yt, minlength=outputs).double() + 0.5
-            constant = counts.log().expand(xv.shape[0], outputs).float()
+            constant = counts.log().expand(xv.shape[0], outputs)
         else:
             constant = yt.mean(0, keepdim=True).expand(xv.shape[0], yt.shape[1])
-        flat = loss_fn(constant, yv, reduction="none")
-        flat = flat.reshape(flat.shape[0], -1).double().mean(1)
-        found = train.row_losses(model, xv, yv, loss_fn)
+        flat = train.row_scores(constant, yv)
+        found = train.row_losses(model, xv, yv)
         if train.worse_by(flat, found) > self.significance:
             return None
         return (

@@ -76,11 +76,13 @@ class DualStream(nn.Module):
         """Every order's k factors: the moment directions, each copy perturbed by 30%."""
         flat = powers.reshape(powers.shape[0], -1)
         flat = (flat - flat.mean(0)) / flat.std(0).clamp_min(1e-6)
-        residual = moments.pure_residual(flat, target - target.mean(0))
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+        found = moments.sequential_directions(
+            x, target - target.mean(0), flat, self.interact_orders, self.rank, generator
+        )
         start = 0
         for k in self.interact_orders:
-            dirs = moments.directions(x, residual, k, self.rank, generator).to(x.dtype)
+            dirs = found[k].to(x.dtype)
             for m in range(start, start + k):
                 self.factors[m] = dirs + 0.3 * self.factors[m]
             start += k
@@ -117,7 +119,44 @@ class DualStream(nn.Module):
         else:
             z = torch.ones_like(self.gates.log_alpha)
         z = z * self.mask
-        return self.bias + torch.einsum("ntc,t->nc", self.terms(x), z)
+        if self.training:  # stage 1: every term, each BatchNorm with its batch statistics
+            return self.bias + torch.einsum("ntc,t->nc", self.terms(x), z)
+        active = [i for i, on in enumerate(self.mask.tolist()) if on]
+        if not active:
+            return self.bias.expand(x.shape[0], -1)
+        return self.bias + torch.einsum("ntc,t->nc", self._frozen_terms(x, active), z[active])
+
+    def _frozen_terms(self, x: torch.Tensor, active: list[int]) -> torch.Tensor:
+        """(rows, len(active), C): the active terms with frozen BatchNorms (evaluation).
+
+        The same function as `terms` in eval mode, in a few batched operations over only the
+        terms the mask keeps: the pruning refits are L-BFGS on small tensors, bound by the
+        number of operations per evaluation, and 2-3x faster this way.
+        """
+        parts = []
+        pure = [i for i in active if i < self.max_order]
+        if pure:
+            powers = torch.stack([x ** (i + 1) for i in pure], dim=1)
+            powers = (powers - self.pow_mean[pure]) / self.pow_std[pure]
+            parts.append(torch.einsum("nkd,kdc->nkc", powers, self.pure_w[pure]))
+        inter = [i - self.max_order for i in active if i >= self.max_order]
+        if inter:
+            rows, sizes = [], []
+            for j in inter:
+                k, begin = self.interact_orders[j], sum(self.interact_orders[:j])
+                rows += range(begin, begin + k)
+                sizes.append(k)
+            proj = torch.einsum("nd,mdr->nmr", x, self.factors[rows])
+            prods = torch.stack([_product(p) for p in proj.split(sizes, dim=1)], dim=1)
+            prods = prods / self.prod_std[inter]
+            parts.append(torch.einsum("nkr,krc->nkc", prods, self.out_map[inter]))
+        raw = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        norms = [self.norms[i] for i in active]
+        mean = torch.stack([n.running_mean for n in norms])
+        var = torch.stack([n.running_var for n in norms])
+        weight = torch.stack([n.weight for n in norms])
+        shift = torch.stack([n.bias for n in norms])
+        return (raw - mean) * (weight / torch.sqrt(var + norms[0].eps)) + shift
 
     def keep_probabilities(self) -> dict[str, float]:
         """Expected L0 of every gate, by term name (`pure_k`, `interact_k`)."""
@@ -133,3 +172,12 @@ class DualStream(nn.Module):
             {"params": [*norm_params, self.bias], "lr": lrs["norm"], "weight_decay": 0.0},
             {"params": [self.gates.log_alpha], "lr": lrs["gate"], "weight_decay": 0.0},
         ]
+
+
+def _product(proj: torch.Tensor) -> torch.Tensor:
+    """The product over dim 1 as a chain of multiplications: `prod`'s backward checks its
+    input for zeros on every call, which made it the costliest step of a refit."""
+    out = proj[:, 0]
+    for m in range(1, proj.shape[1]):
+        out = out * proj[:, m]
+    return out

@@ -43,6 +43,32 @@ def hermite_form(proj: torch.Tensor, norm2: torch.Tensor, order: int) -> torch.T
     return out
 
 
+def sequential_directions(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    powers: torch.Tensor,
+    orders: list[int],
+    count: int,
+    generator: torch.Generator,
+) -> dict[int, torch.Tensor]:
+    """Every interaction order's `count` directions, lowest order first, each from the
+    residual left by the pure terms and the lower orders' fits.
+
+    After an order's directions are found, the target is fitted by least squares on
+    `(x v)**k` of those directions and that fit is subtracted: a strong `8 Int_2` would
+    otherwise bury the third moment of a weak `0.5 Int_3` in its own sampling noise.
+    """
+    residual = pure_residual(powers, target)
+    out = {}
+    for k in orders:
+        dirs = directions(x, residual, k, count, generator)
+        out[k] = dirs
+        features = (x @ dirs) ** k
+        features = (features - features.mean(0)) / features.std(0).clamp_min(1e-6)
+        residual = pure_residual(features, residual)
+    return out
+
+
 def directions(
     x: torch.Tensor, residual: torch.Tensor, order: int, count: int, generator: torch.Generator
 ) -> torch.Tensor:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from nscompile.search.model import DualStream
 
@@ -89,11 +90,18 @@ def recalibrate(model: DualStream, x: torch.Tensor) -> None:
 
 
 def refit(model: DualStream, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, iters: int) -> None:
-    """Fit the active terms of `model` (gates fixed open, BatchNorm frozen) with L-BFGS."""
+    """Fit the weights of `model`'s active terms (gates open, BatchNorm frozen) with L-BFGS."""
     recalibrate(model, x)
-    params = [p for n, p in model.named_parameters() if not n.startswith("gates.")]
+    # The weights only: a frozen BatchNorm's scale and shift repeat a term's own scale and the
+    # bias, and every extra tensor costs L-BFGS a Python-level operation per step.
+    params = [model.pure_w, model.factors, model.out_map, model.bias]
     opt = torch.optim.LBFGS(
-        params, lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe"
+        params,
+        lr=1.0,
+        max_iter=iters,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_change=1e-14,  # the default 1e-9 stopped fits above a weak term's worth
     )
 
     def closure() -> torch.Tensor:
@@ -110,41 +118,52 @@ def refit(model: DualStream, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, 
                 p.copy_(before[n])
 
 
-def evaluate(model: DualStream, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> float:
-    """The loss of `model` on (x, y) with its gates open (the mask still applies)."""
-    value = float(row_losses(model, x, y, loss_fn).mean())
-    return value if math.isfinite(value) else math.inf
+def row_scores(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The per-row score stage 2 judges by (float64): the squared error of a regression, the
+    Brier score `sum_c (p_c - [c = y])**2` of a classification (class indices).
+
+    Not the cross-entropy: on nearly separable classes L-BFGS drives the logits up, a few
+    confidently wrong rows then carry a validation cross-entropy of 1-15, and its mean
+    said the opposite of most rows. The Brier score is proper and bounded (0..2).
+    """
+    if y.dtype == torch.long:
+        probs = torch.softmax(out.double(), dim=1)
+        return ((probs - F.one_hot(y, out.shape[1]).double()) ** 2).sum(1)
+    return ((out.double() - y.double()) ** 2).reshape(out.shape[0], -1).mean(1)
 
 
-def row_losses(
-    model: DualStream, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
-) -> torch.Tensor:
-    """The loss of every row (float64), gates open; a non-finite loss counts as infinite."""
+def row_losses(model: DualStream, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """`row_scores` of `model` (gates open); a non-finite score counts as infinite."""
     model.eval()
     with torch.no_grad():
-        out = loss_fn(model(x, "open"), y, reduction="none")
-    out = out.reshape(out.shape[0], -1).double().mean(1)
+        out = row_scores(model(x, "open"), y)
     return torch.nan_to_num(out, nan=math.inf)
 
 
 def worse_by(trial: torch.Tensor, reference: torch.Tensor) -> float:
-    """How much worse `trial` is than `reference` on the same rows: a sign test, in sigmas.
+    """How much worse `trial` is than `reference` on the same rows, in sigmas (Wilcoxon).
 
-    Of the rows whose losses differ, `k` of `m` are worse under `trial`; the result is
-    `(k - m/2) / sqrt(m/4)`, the normal approximation of the binomial test of "either is as
-    likely to be worse". Paired per row, so the noise the two models share cancels; counted
-    rather than averaged, because the per-row differences are heavy-tailed: without `x**4`
-    (pure_v3) the validation MSE grew 500-fold, yet the mean difference was only 3 of its
-    standard errors (a few rows with large x carry it). Positive: `trial` is worse; infinite
-    when `trial` diverged.
+    The signed-rank test of the per-row loss differences (rows with equal losses left out),
+    as the normal approximation's z: paired per row, so the noise the two models share
+    cancels; ranks rather than values, because the differences are heavy-tailed: without
+    `x**4` (pure_v3) the validation MSE grew 500-fold, yet the mean difference was only 3
+    of its standard errors (a few rows with large x carry it). A plain sign test ignores how
+    much each row changed and missed a weak term worth 15% of the loss. Positive: `trial`
+    is worse; infinite when `trial` diverged.
     """
     diff = trial - reference
     if not torch.isfinite(diff).all():
         return math.inf
-    worse, differ = int((diff > 0).sum()), int((diff != 0).sum())
-    if differ == 0:
+    diff = diff[diff != 0]
+    m = diff.shape[0]
+    if m == 0:
         return 0.0
-    return (worse - differ / 2.0) / math.sqrt(differ / 4.0)
+    ranks = torch.empty(m, dtype=torch.float64)
+    ranks[diff.abs().argsort()] = torch.arange(1, m + 1, dtype=torch.float64)
+    positive = float(ranks[diff > 0].sum())
+    mean = m * (m + 1) / 4.0
+    spread = math.sqrt(m * (m + 1) * (2 * m + 1) / 24.0)
+    return (positive - mean) / spread
 
 
 def prune(
@@ -163,8 +182,8 @@ def prune(
     The candidates are refitted together. Then, interaction terms before pure ones and high
     orders before low ones (the more expensive and the more likely spurious first), each is
     removed, the rest refitted, and the removal is kept unless the
-    validation loss gets worse than the best model's so far both significantly (a sign test
-    over the validation rows beyond `significance` sigmas, `worse_by`) and by more
+    validation loss gets worse than the best model's so far both significantly (a signed-rank
+    test over the validation rows beyond `significance` sigmas, `worse_by`) and by more
     than the fraction `tolerance` of that loss. Both thresholds follow the noise the
     validation rows show, not an absolute constant: the first is statistical significance,
     the second practical (a fit within 10% of the best is as good, given that L-BFGS leaves
@@ -186,13 +205,13 @@ def prune(
         return trial
 
     current = fitted(keep)
-    best = row_losses(current, xv, yv, loss_fn)
+    best = row_losses(current, xv, yv)
     order = sorted(keep, key=lambda n: (n.startswith("pure"), -int(n.rsplit("_", 1)[1])))
     for name in order:
         if len(keep) == 1:
             break
         trial = fitted([n for n in keep if n != name])
-        losses = row_losses(trial, xv, yv, loss_fn)
+        losses = row_losses(trial, xv, yv)
         z = worse_by(losses, best)
         accepted = z <= significance or losses.mean() <= best.mean() * (1.0 + tolerance)
         if trace is not None:
@@ -203,4 +222,4 @@ def prune(
             keep.remove(name)
             if losses.mean() < best.mean():
                 best = losses
-    return current, keep, float(row_losses(current, xv, yv, loss_fn).mean())
+    return current, keep, float(row_losses(current, xv, yv).mean())
