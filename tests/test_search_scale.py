@@ -139,3 +139,20 @@ def test_cli_refuses_bad_noise(tmp_path: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "noise" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "s.ns").exists()
+
+
+def test_recovery_benchmark_writes_json_and_a_scaling_table(tmp_path: Path) -> None:
+    script = Path(__file__).parent.parent / "examples" / "paper" / "synthetic_recovery.py"
+    report = tmp_path / "d6.json"
+    cmd = [sys.executable, str(script), "--quick", "--formulas", "interact_v0", "--dims", "6",
+           "--rows", "600", "--noise", "0.1", "--json", str(report)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    assert data["setting"] == {"dims": 6, "rows": 600, "noise": 0.1, "classes": 0, "data_seed": 0}
+    row = data["rows"][0]
+    assert row["verdict"] in ("PERFECT", "NOISY", "MISSING") and "stage1_verdict" in row
+    table = subprocess.run([sys.executable, str(script), "--table", str(report)],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert table.returncode == 0
+    assert "| 6 | 600 | 0.1 | regression |" in table.stdout
