@@ -83,6 +83,14 @@ def verdict(found: dict, truth: dict) -> str:
     return "NOISY" if tp <= fp and ti <= fi else "MISSING"
 
 
+def majority_verdict(row: dict) -> str:
+    """The verdict of the structure most seeds found; without a majority (a three-way split of
+    three seeds), NO MAJORITY, which counts as neither PERFECT nor NOISY."""
+    if row["agreement"] <= 0.5 and len(row["per_seed"]) > 1:
+        return "NO MAJORITY"
+    return verdict(row["majority"], row["truth"])
+
+
 def show(structure: dict) -> str:
     pure = ",".join(map(str, structure["pure"]))
     inter = ",".join(map(str, structure["interact"]))
@@ -109,12 +117,11 @@ def neuronseek_row(
     result = search(X[:train], y[:train], seeds=tuple(range(seeds)), name=name, task=task, **params)
     stage1 = [{"pure": s["pure"], "interact": s["interact"]} for s in result.stage1_per_seed]
     stage1_majority = Counter(json.dumps(s, sort_keys=True) for s in stage1).most_common(1)[0][0]
-    return {
+    row = {
         "formula": name,
         "truth": truth,
         "per_seed": [{"pure": s["pure"], "interact": s["interact"]} for s in result.per_seed],
         "majority": {"pure": result.structure["pure"], "interact": result.structure["interact"]},
-        "verdict": verdict(result.structure, truth),
         "agreement": result.agreement,
         "stage1_per_seed": stage1,
         "stage1_verdict": verdict(json.loads(stage1_majority), truth),
@@ -124,6 +131,8 @@ def neuronseek_row(
         "val_metric": result.val_metric,
         "metric": result.metric_name,
     }
+    row["verdict"] = majority_verdict(row)
+    return row
 
 
 def _row_job(job: tuple) -> dict:
@@ -159,11 +168,15 @@ def run_neuronseek(
 
 
 def totals(rows: list[dict], seeds: int) -> dict:
-    """The counts a scaling-table line shows."""
+    """The counts a scaling-table line shows (verdicts by the majority rule)."""
+    verdicts = [majority_verdict(r) for r in rows]
     return {
         "formulas": len(rows),
-        "perfect": sum(r["verdict"] == "PERFECT" for r in rows),
-        "noisy": sum(r["verdict"] == "NOISY" for r in rows),
+        "perfect": verdicts.count("PERFECT"),
+        "noisy": verdicts.count("NOISY"),
+        "searches_perfect": sum(
+            verdict(s, r["truth"]) == "PERFECT" for r in rows for s in r["per_seed"]
+        ),
         "all_agree": sum(r["agreement"] == 1.0 for r in rows),
         "stage1_perfect": sum(r["stage1_verdict"] == "PERFECT" for r in rows),
         "stage2_changed": sum(r["stage2_changed"] for r in rows),
@@ -177,19 +190,21 @@ def totals(rows: list[dict], seeds: int) -> dict:
 def scaling_table(paths: list[str]) -> str:
     """A markdown table, one line per JSON report written by `--json`."""
     lines = [
-        "| D | N | noise | task | PERFECT | NOISY | all seeds agree | stage 1 alone PERFECT "
-        "| stage 2 changed stage 1 | s/search mean (worst) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| D | N | noise | task | PERFECT | NOISY | searches PERFECT | all seeds agree "
+        "| stage 1 alone PERFECT | stage 2 changed stage 1 | s/search mean (worst) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             report = json.load(handle)
-        st, t = report["setting"], report["totals"]
+        st, rows = report["setting"], report["rows"]
+        t = totals(rows, len(rows[0]["per_seed"]))
         task = f"{st['classes']} classes" if st["classes"] else "regression"
         n = t["formulas"]
         lines.append(
             f"| {st['dims']} | {st['rows']} | {st['noise']:g} | {task} | {t['perfect']}/{n} "
-            f"| {t['noisy']} | {t['all_agree']}/{n} | {t['stage1_perfect']}/{n} "
+            f"| {t['noisy']} | {t['searches_perfect']}/{t['searches']} | {t['all_agree']}/{n} "
+            f"| {t['stage1_perfect']}/{n} "
             f"| {t['stage2_changed']}/{t['searches']} "
             f"| {t['mean_seconds']:.1f} ({t['worst_seconds']:.1f}) |"
         )
@@ -473,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     t = totals(rows, seeds)
     print(
         f"\nPERFECT {t['perfect']}/{len(rows)}  NOISY {t['noisy']}"
-        f"  MISSING {len(rows) - t['perfect'] - t['noisy']}  all seeds agree"
+        f"  other {len(rows) - t['perfect'] - t['noisy']}  searches PERFECT"
+        f" {t['searches_perfect']}/{t['searches']}  all seeds agree"
         f" {t['all_agree']}/{len(rows)}  stage 1 alone PERFECT {t['stage1_perfect']}/{len(rows)}"
         f"  stage 2 changed stage 1 in {t['stage2_changed']}/{t['searches']} searches"
         f"  undecided {t['undecided']}  seconds per search: mean {t['mean_seconds']:.1f},"
