@@ -37,7 +37,7 @@ class NeuronSeek(BaseEstimator):
         relative_penalty: see `lambda_max`.
         prune: run stage 2 (refit and backward elimination on the validation loss).
         significance: stage 2 keeps a term when the validation loss without it is worse by
-            more than this many standard errors (paired per-row differences) and by more
+            more than this many sigmas of paired per-row tests (`train.worse_by`) and by more
             than the fraction `tolerance` of the best validation loss.
         refit_iters: L-BFGS iterations per stage-2 refit.
         validation_fraction: share of the rows held out for stage 2 and `val_metric`.
@@ -53,7 +53,7 @@ class NeuronSeek(BaseEstimator):
     Attributes (after `fit`): `structure_`, `spec_`, `history_`, `task_`, `seconds_`,
     `val_metric_` and `metric_name_` ("mse" on the standardised target, or "accuracy");
     `stage1_` (the structure of the gates alone: expected L0 above `threshold`),
-    `prune_trace_` (stage 2's trials: term, validation loss, sign-test sigmas, kept or not)
+    `prune_trace_` (stage 2's trials: term, validation loss, `train.worse_by` sigmas, kept)
     and `undecided_` (None, or why no structure beats a constant on the validation rows).
     """
 

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from nscompile.search.model import DualStream
 
-LossFn = Callable[..., torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def train_gated(
@@ -110,12 +110,12 @@ def refit(model: DualStream, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, 
         loss.backward()
         return loss
 
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    before = [p.detach().clone() for p in params]
     opt.step(closure)
     if not all(torch.isfinite(p).all() for p in params):  # diverged: keep the start
         with torch.no_grad():
-            for n, p in model.named_parameters():
-                p.copy_(before[n])
+            for p, start in zip(params, before, strict=True):
+                p.copy_(start)
 
 
 def row_scores(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -218,8 +218,9 @@ def prune(
         z = worse_by(losses, best)
         accepted = z <= significance or losses.mean() <= best.mean() * (1.0 + tolerance)
         if trace is not None:
-            record = {"drop": name, "val": float(losses.mean()), "best": float(best.mean())}
-            trace.append({**record, "z": z, "accepted": accepted})
+            value, reference = float(losses.mean()), float(best.mean())
+            trace.append({"drop": name, "val": value, "best": reference, "z": z,
+                          "accepted": accepted})  # fmt: skip
         if accepted:
             current = trial
             keep.remove(name)
