@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if (ROOT / "nscompile").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from nscompile.pipeline import compile_text, to_torch  # noqa: E402
+from nscompile.compiler.pipeline import compile_text, to_torch  # noqa: E402
 
 TD_SPEC = """\
 neuron td {

@@ -11,9 +11,9 @@ Run from anywhere:
     `torch.onnx.export(model, (x,), BytesIO, dynamo=True)` of the generated network module (batch
     dimension dynamic, as in nscompile's graphs). Target: nscompile >= 10x faster.
 (b) CPU inference of examples/td.ns's network and of a wider TD network (64 -> 128 -> 128 -> 1),
-    at batch 1 and 4096: `nscompile.runtime.Session(provider="cpu")` (the real user path: numpy in,
-    numpy out, input and output finiteness checks included) against torch eager (`no_grad`,
-    float32), with the same weights. Target: onnxruntime no slower at either batch.
+    at batch 1 and 4096: `nscompile.learn.runtime.Session(provider="cpu")` (the real user path:
+    numpy in, numpy out, input and output finiteness checks included) against torch eager
+    (`no_grad`, float32), with the same weights. Target: onnxruntime no slower at either batch.
 (c) With --device cuda: `Session(provider="cuda")` against torch on the GPU, at batch 4096 and 1.
     Session.run takes and returns numpy arrays, so its time includes the host -> device copy of
     the input and the device -> host copy of the output; torch is timed both with the input
@@ -49,10 +49,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if (ROOT / "nscompile").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from nscompile import benchkit  # noqa: E402
-from nscompile.benchkit import machine_info, torch_export  # noqa: E402
-from nscompile.pipeline import compile_file, compile_text, select_network, to_onnx, to_torch  # noqa: E402
-from nscompile.weights import initial_state  # noqa: E402
+from nscompile.bench import timing as benchkit  # noqa: E402
+from nscompile.bench.timing import machine_info, torch_export  # noqa: E402
+from nscompile.compiler.pipeline import (  # noqa: E402
+    compile_file,
+    compile_text,
+    select_network,
+    to_onnx,
+    to_torch,
+)
+from nscompile.learn.weights import initial_state  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 TD_SPEC = EXAMPLES / "td.ns"
@@ -123,7 +129,7 @@ def measure(
     s: Settings,
     inner: dict[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """`nscompile.benchkit.measure` with this script's repetition sizes."""
+    """`nscompile.bench.timing.measure` with this script's repetition sizes."""
     return benchkit.measure(contenders, warmup, reps, s.min_rep_s, s.max_inner, inner)
 
 
@@ -290,13 +296,13 @@ def thread_report() -> dict[str, Any]:
         "torch_num_interop_threads": torch.get_num_interop_threads(),
         "ort_intra_op_num_threads_option": options.intra_op_num_threads,
         "ort_inter_op_num_threads_option": options.inter_op_num_threads,
-        "note": "nscompile.runtime.Session takes no thread option; onnxruntime runs with its "
+        "note": "nscompile.learn.runtime.Session takes no thread option; onnxruntime runs with its "
         "default (0 = one intra-op thread per physical core)",
     }
 
 
 def bench_cpu(s: Settings, networks: list[Deployed], results: dict[str, Any]) -> None:
-    from nscompile.runtime import Session
+    from nscompile.learn.runtime import Session
 
     threads = thread_report()
     results["threads"] = threads
@@ -365,7 +371,7 @@ def cuda_session(path: Path, results: dict[str, Any]) -> Any:
     import onnxruntime as ort
 
     from nscompile.errors import InputError
-    from nscompile.runtime import Session
+    from nscompile.learn.runtime import Session
 
     try:
         return Session(path, provider="cuda")

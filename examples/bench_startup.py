@@ -43,7 +43,7 @@ model = module.build().eval()
 x = torch.randn(2, model.in_features)
 warnings.simplefilter("ignore")
 if sys.argv[3] == "dynamo":
-    from nscompile.benchkit import torch_export
+    from nscompile.bench.timing import torch_export
     data = torch_export(model, x)
     with open(sys.argv[2], "wb") as file:
         file.write(data)
@@ -52,7 +52,7 @@ else:
                       dynamic_axes={"x": {0: "batch"}})
 """
 
-# Writes the generated module's initial state as .safetensors (the layout nscompile.weights
+# Writes the generated module's initial state as .safetensors (the layout nscompile.learn.weights
 # reads): 8-byte little-endian header length, JSON header, raw float32 bytes.
 WRITE_WEIGHTS = """
 import importlib.util, json, sys

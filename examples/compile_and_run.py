@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
+from nscompile.compiler.pipeline import compile_file, to_onnx, to_torch
 from nscompile.errors import SpecError
-from nscompile.pipeline import compile_file, to_onnx, to_torch
-from nscompile.runtime import Session
+from nscompile.learn.runtime import Session
 
 EXAMPLES = Path(__file__).resolve().parent
 

@@ -11,10 +11,10 @@ save the state dict (`torch.save`), export the ONNX model with the command line
 
     python -m nscompile SPEC --onnx model.onnx --weights state.pt
 
-load it with `nscompile.runtime.Session`, and run the same random batch through onnxruntime and
-PyTorch. Prints the providers onnxruntime really uses, the model's metadata, the output shape and
-the largest absolute and relative difference; exits 1 if the relative difference (max |ort - torch|
-/ max |torch|) exceeds 1e-5.
+load it with `nscompile.learn.runtime.Session`, and run the same random batch through onnxruntime
+and PyTorch. Prints the providers onnxruntime really uses, the model's metadata, the output shape
+and the largest absolute and relative difference; exits 1 if the relative difference
+(max |ort - torch| / max |torch|) exceeds 1e-5.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if (ROOT / "nscompile").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from nscompile.compiler.pipeline import compile_file, select_network, to_torch  # noqa: E402
 from nscompile.errors import InputError, SpecError  # noqa: E402
-from nscompile.pipeline import compile_file, select_network, to_torch  # noqa: E402
-from nscompile.runtime import PROVIDERS, Session  # noqa: E402
+from nscompile.learn.runtime import PROVIDERS, Session  # noqa: E402
 
 DEFAULT_SPEC = ROOT / "examples" / "td.ns"
 TOLERANCE = 1e-5

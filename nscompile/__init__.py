@@ -2,12 +2,15 @@
 
 __version__ = "0.1.0"
 
-_LAZY = {"TaskNetClassifier": "nscompile.estimators", "TaskNetRegressor": "nscompile.estimators"}
+_LAZY = {
+    "TaskNetClassifier": "nscompile.learn.estimators",
+    "TaskNetRegressor": "nscompile.learn.estimators",
+}
 
 
 def __getattr__(name: str) -> object:
     # The estimators load torch and scikit-learn: import them on first use only, so that
-    # `import nscompile.pipeline` stays light (tests/test_imports.py).
+    # `import nscompile.compiler.pipeline` stays light (tests/test_imports.py).
     if name in _LAZY:
         import importlib
 

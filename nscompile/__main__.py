@@ -1,5 +1,5 @@
 """`python -m nscompile` is the `nscompile` command."""
 
-from nscompile.cli import main
+from nscompile.cli.main import main
 
 raise SystemExit(main())

@@ -96,7 +96,7 @@ def generated_specs(count: int) -> list[str]:
     from hypothesis import HealthCheck, Phase, given, settings
     from strategies import specs
 
-    from nscompile.unparse import unparse
+    from nscompile.lang.unparse import unparse
 
     texts: list[str] = []
 
@@ -224,8 +224,8 @@ def run_case(text: str, onnx: bool) -> Result:
 
 
 def _run_case(text: str, onnx: bool) -> Result:
+    from nscompile.compiler.pipeline import compile_text, front_end, to_torch
     from nscompile.errors import InputError, SpecError
-    from nscompile.pipeline import compile_text, front_end, to_torch
 
     try:
         compiled = compile_text(text, "fuzz.ns", MAX_PARAM_BYTES)
@@ -296,7 +296,7 @@ def _layer_classes(namespace: dict[str, object]) -> list[type]:
 
 def _run_cli(text: str, result: Result) -> Result:
     """`nscompile SPEC -o X.py --onnx Y.onnx`: exit 0 with both files, or 1 with neither."""
-    from nscompile.cli import main
+    from nscompile.cli.main import main
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "fuzz.ns"
@@ -323,7 +323,7 @@ def _run_cli(text: str, result: Result) -> Result:
 
 
 def _network_option(text: str) -> list[str]:
-    from nscompile.pipeline import front_end
+    from nscompile.compiler.pipeline import front_end
 
     networks = list(front_end(text, "fuzz.ns").networks)
     return ["--network", networks[0]] if len(networks) > 1 else []
@@ -336,7 +336,7 @@ def _template_words() -> frozenset[str]:
     """Every word the template and the backend's string constants may put in the code."""
     words = set(re.findall(r"[A-Za-z_]\w*", (ROOT / "templates" / "module.py.jinja").read_text()))
     for module in ("emit_torch.py", "ops.py"):
-        tree = ast.parse((ROOT / "nscompile" / module).read_text(encoding="utf-8"))
+        tree = ast.parse((ROOT / "nscompile" / "compiler" / module).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 words |= set(re.findall(r"[A-Za-z_]\w*", node.value))
@@ -349,7 +349,7 @@ NUMBERED = re.compile(r"(t\d+(_\d+)?|layer\d+)\Z")
 
 def injected_names(compiled, source: str) -> set[str]:  # noqa: ANN001
     """Names in `source` that neither the template nor the naming authority produced."""
-    from nscompile.naming import unique_class_names, why_not_allowed
+    from nscompile.lang.naming import unique_class_names, why_not_allowed
 
     program = compiled.optimized
     neurons = [n.name for n in program.neurons]

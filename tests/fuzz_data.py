@@ -662,8 +662,8 @@ PREDICT_MUTATIONS: list[Callable] = [
 
 def spec_for(path: Path, args: list[str], rng: random.Random) -> str:
     """A small network of the width, task and classes `path` needs (or a wrong width)."""
-    from nscompile.data import load_table, supervised
     from nscompile.errors import InputError
+    from nscompile.learn.data import load_table, supervised
 
     width, task, outputs = 11, "classification", 2
     with contextlib.suppress(InputError, Exception), _quiet():
@@ -690,7 +690,7 @@ def _alarm(signum, frame):  # noqa: ANN001, ARG001
 
 def call(argv: list[str]) -> tuple[str, int | None, str, list[str]]:
     """nscompile's main in this process: (kind, exit code, stdout+stderr, warnings)."""
-    from nscompile.cli import main
+    from nscompile.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     signal.signal(signal.SIGALRM, _alarm)

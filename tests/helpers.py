@@ -11,9 +11,9 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from nscompile.interpret import evaluate_neuron
-from nscompile.ir import NeuronIR
-from nscompile.pipeline import Compiled, compile_text, to_torch
+from nscompile.compiler.interpret import evaluate_neuron
+from nscompile.compiler.ir import NeuronIR
+from nscompile.compiler.pipeline import Compiled, compile_text, to_torch
 
 _counter = itertools.count()
 

@@ -18,7 +18,7 @@ import string
 
 from hypothesis import strategies as st
 
-from nscompile import syntax as s
+from nscompile.lang import syntax as s
 
 MAX_ORDER = 4
 MAX_RANK = 6

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from nscompile import bench
-from nscompile.bench import Settings, forward_flops, parse_batches, run_bench, tnlearn_formula
-from nscompile.cli import main
+from nscompile.bench import run as bench
+from nscompile.bench.run import Settings, forward_flops, parse_batches, run_bench, tnlearn_formula
+from nscompile.cli.main import main
+from nscompile.compiler.pipeline import compile_file, compile_text, to_torch, to_torch_unfused
 from nscompile.errors import InputError
-from nscompile.pipeline import compile_file, compile_text, to_torch, to_torch_unfused
-from nscompile.train.run import load_module
+from nscompile.learn.train.run import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.ns"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nscompile.check import ERRORS, check
 from nscompile.errors import SpecError
-from nscompile.parser import parse
-from nscompile.syntax import Assign, Call, Name, Neuron, Number, Rank, Spec
+from nscompile.lang.check import ERRORS, check
+from nscompile.lang.parser import parse
+from nscompile.lang.syntax import Assign, Call, Name, Neuron, Number, Rank, Spec
 
 VALID = [
     "neuron td { rank 8 y = <w1, x> + <w2, x**2> + cp(x, 2) + cp(x, 3) + b }",

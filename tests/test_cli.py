@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nscompile.cli import main
+from nscompile.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TD = ROOT / "examples" / "td.ns"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from nscompile import cli
+from nscompile.cli import main as cli
+from nscompile.compiler.fold import ERRORS
 from nscompile.errors import InternalError
-from nscompile.fold import ERRORS
 
 NETWORK = "network n {{ input 3  dense 4 q  dense 1  task regression }}"
 FOUND = [

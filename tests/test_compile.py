@@ -12,10 +12,10 @@ import pytest
 import torch
 from helpers import compile_and_import, layer_parity, relative_error
 
-from nscompile.interpret import evaluate_network
-from nscompile.naming import class_name
-from nscompile.optimize import PASSES, optimize, optimize_neuron
-from nscompile.pipeline import compile_file, to_torch
+from nscompile.compiler.interpret import evaluate_network
+from nscompile.compiler.passes import PASSES, optimize, optimize_neuron
+from nscompile.compiler.pipeline import compile_file, to_torch
+from nscompile.lang.naming import class_name
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.ns"))

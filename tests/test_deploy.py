@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nscompile.cli import main
-from nscompile.data import load_table, supervised
-from nscompile.deploy import load_run
-from nscompile.train.core import split_rows
+from nscompile.cli.main import main
+from nscompile.learn.data import load_table, supervised
+from nscompile.learn.deploy import load_run
+from nscompile.learn.train.core import split_rows
 
 
 def spec(inputs: int, outputs: int, task: str) -> str:
@@ -148,9 +148,9 @@ def test_deployed_graph_names_its_preprocessing(tmp_path: Path) -> None:
     run = train(tmp_path, spec(4, 3, "classification"), "sklearn:iris")
     model = onnx.load(str(run / "model.onnx"))
     meta = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(meta["nscompile.preprocess"])["standardise"]["mean"][0] == pytest.approx(
-        5.84, abs=0.1
-    )
+    assert json.loads(meta["nscompile.learn.preprocess"])["standardise"]["mean"][
+        0
+    ] == pytest.approx(5.84, abs=0.1)
     assert [o.name for o in model.graph.output] == ["label", "probabilities", "logits"]
     assert [i.name for i in model.graph.input] == ["input"]
 
@@ -161,7 +161,7 @@ def test_bare_compile_has_no_preprocessing(tmp_path: Path) -> None:
     (tmp_path / "net.ns").write_text(spec(4, 3, "classification"))
     assert main([str(tmp_path / "net.ns"), "--onnx", str(tmp_path / "m.onnx")]) == 0
     model = onnx.load(str(tmp_path / "m.onnx"))
-    assert "nscompile.preprocess" not in {p.key for p in model.metadata_props}
+    assert "nscompile.learn.preprocess" not in {p.key for p in model.metadata_props}
     assert [o.name for o in model.graph.output] == ["output"]
 
 
@@ -170,14 +170,14 @@ def test_run_streams_in_chunks_with_the_same_answer(
     monkeypatch: pytest.MonkeyPatch,
     capsys,  # noqa: ANN001
 ) -> None:
-    import nscompile.data
+    import nscompile.learn.data
 
     data = tmp_path / "shop.csv"
     text_table(data, 60, 0)
     run = train(tmp_path, spec(5, 2, "classification"), str(data))
     whole = (tmp_path / "whole.csv", tmp_path / "chunked.csv")
     assert main(["run", str(run / "model.onnx"), str(data), "-o", str(whole[0])]) == 0
-    monkeypatch.setattr(nscompile.data.iter_tables, "__defaults__", (7, frozenset()))
+    monkeypatch.setattr(nscompile.learn.data.iter_tables, "__defaults__", (7, frozenset()))
     assert main(["run", str(run / "model.onnx"), str(data), "-o", str(whole[1])]) == 0
     assert whole[0].read_text() == whole[1].read_text()
     assert len(whole[0].read_text().splitlines()) == 61

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from nscompile.compiler.pipeline import front_end
 from nscompile.errors import SpecError
-from nscompile.parser import read_source
-from nscompile.pipeline import front_end
+from nscompile.lang.parser import read_source
 
 ERRORS = Path(__file__).resolve().parent / "errors"
 SPECS = sorted(ERRORS.glob("*.ns"))

@@ -20,13 +20,13 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils import estimator_checks  # noqa: E402
 
 import nscompile  # noqa: E402
-from nscompile import syntax  # noqa: E402
-from nscompile.estimators import (  # noqa: E402
+from nscompile.lang import syntax  # noqa: E402
+from nscompile.lang.parser import parse  # noqa: E402
+from nscompile.learn.estimators import (  # noqa: E402
     TaskNetClassifier,
     TaskNetRegressor,
     expected_failed_checks,
 )
-from nscompile.parser import parse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 QUADRATIC = "neuron q {\n    y = <w1, x> + <w2, x**2> + b\n}\n"

@@ -37,7 +37,7 @@ def test_fuzzed_specs_compile_or_fail_cleanly(pools, block: int) -> None:
 
 
 def test_the_injection_check_sees_a_foreign_name(pools) -> None:
-    from nscompile.pipeline import compile_text, to_torch
+    from nscompile.compiler.pipeline import compile_text, to_torch
 
     compiled = compile_text(pools[0][0], "fuzz.ns")
     source = to_torch(compiled)
@@ -51,11 +51,11 @@ def test_the_injection_check_sees_a_foreign_name(pools) -> None:
 def test_specs_the_fold_gate_lets_through_fold_to_themselves(pools) -> None:
     """`fold_gate.needs_fold` keeps SymPy out of `check`; it may only skip specs that fold
     cleanly. Every checked fuzz case (and every example) the gate skips goes through `fold`."""
-    from nscompile.check import check
+    from nscompile.compiler.fold import fold
     from nscompile.errors import SpecError
-    from nscompile.fold import fold
-    from nscompile.fold_gate import needs_fold
-    from nscompile.parser import parse
+    from nscompile.lang.check import check
+    from nscompile.lang.fold_gate import needs_fold
+    from nscompile.lang.parser import parse
 
     skipped = 0
     texts = [fuzz.case_text(0, case, pools) for case in range(CASES)] + pools[0]

@@ -16,13 +16,13 @@ from helpers import import_source, layer_parity, relative_error
 from hypothesis import HealthCheck, assume, given, settings
 from strategies import specs
 
+from nscompile.compiler.interpret import evaluate_network
+from nscompile.compiler.passes import optimize
+from nscompile.compiler.pipeline import compile_text, to_onnx, to_torch, to_torch_unfused
 from nscompile.errors import SpecError
-from nscompile.interpret import evaluate_network
-from nscompile.naming import unique_class_names
-from nscompile.optimize import optimize
-from nscompile.pipeline import compile_text, to_onnx, to_torch, to_torch_unfused
-from nscompile.runtime import Session
-from nscompile.unparse import unparse
+from nscompile.lang.naming import unique_class_names
+from nscompile.lang.unparse import unparse
+from nscompile.learn.runtime import Session
 
 # derandomize: the same examples on every run, so CI is deterministic and a failure reproduces.
 SETTINGS = settings(

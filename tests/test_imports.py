@@ -1,4 +1,4 @@
-"""DESIGN §2: data flows one way, and the compiler path never loads torch or onnxruntime.
+"""The layers and their one-way imports (nscompile/*/__init__.py), and what each command loads.
 
 `nscompile check` and `fmt` load only the front end (no SymPy, NumPy, jinja2 or onnx), and
 `--onnx` with .safetensors weights loads no torch: start-up time is most of a short command.
@@ -23,82 +23,41 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "nscompile"
 
-# The stages in pipeline order; a stage may import only the stages before it. `check*` is one stage.
-STAGES = (
-    "errors",
-    "syntax",
-    "naming",
-    "resources",
-    "files",
-    "parser",
-    "unparse",
-    "structure",
-    "check*",
-    "fold_gate",
-    "ops",
-    "fold",
-    "ir",
-    "lower",
-    "optimize",
-    "interpret",
-    "emit_torch",
-    "emit_onnx",
-    "pipeline",
-    "synthetic",
-    "data",
-    "preprocess",
-    "deploy_onnx",
-    "search",
-    "train",
-    "weights",
-    "runtime",
-    "deploy",
-    "progress",
-    "plots",
-    "estimators",
-    "benchkit",
-    "bench",
-    "cli_data",
-    "cli_train",
-    "cli_bench",
-    "cli",
-    "__main__",
-)
-# Parse to ONNX proto: these must stay fast to import and free of heavy runtimes.
-COMPILER_PATH = {
-    "__init__",
-    "errors",
-    "syntax",
-    "naming",
-    "resources",
-    "parser",
-    "unparse",
-    "check*",
-    "fold_gate",
-    "ops",
-    "fold",
-    "ir",
-    "lower",
-    "optimize",
-    "interpret",
-    "emit_torch",
-    "emit_onnx",
-    "pipeline",
-    "files",
-    "structure",
+# The layers in order (nscompile/*/__init__.py say what each is for): a module imports only its own
+# layer and the layers before it; `base` is the package's top-level modules. Nothing imports `cli`
+# but `__main__`.
+LAYERS = ("base", "lang", "compiler", "learn", "bench", "cli")
+# The third-party libraries a layer may import (the standard library is always allowed; every
+# later layer may use anything).
+LIBRARIES = {
+    "base": set(),
+    "lang": {"lark"},
+    "compiler": {"lark", "sympy", "numpy", "jinja2", "onnx"},
 }
 HEAVY = {"torch", "onnxruntime"}
 # What `nscompile check` and `fmt` need is the parser and the checker; these load in the functions
-# that use them (the back half: lower, optimize, the emitters), each costing 0.1-1 s of start-up.
+# that use them (the back half: lower, the passes, the backends), each costing 0.1-1 s of start-up.
 BACK_END_LIBRARIES = {"sympy", "numpy", "jinja2", "onnx"}
-BACK_HALF = {"lower", "optimize", "emit_torch", "emit_onnx"}
+BACK_HALF = {
+    "nscompile.compiler.lower",
+    "nscompile.compiler.passes",
+    "nscompile.compiler.emit_torch",
+    "nscompile.compiler.emit_onnx",
+}
+# One owner each: only these modules may import these libraries or call these functions.
+OWNERS = {
+    "lark": {"nscompile.lang.parser"},
+    "argparse": {f"nscompile.cli.{name}" for name in ("main", "data", "train", "bench")},
+}
+# The one module that turns generated source into a Python module.
+LOADER = "nscompile.learn.loader"
 
 
 @dataclass(frozen=True)
 class Import:
     """One import statement's target, seen from the module that contains it."""
 
-    module: str  # dotted name, e.g. "torch.nn" or "nscompile.ir"
+    module: str  # dotted name, e.g. "torch.nn" or "nscompile.compiler.ir"
     path: Path
     line: int
 
@@ -106,17 +65,16 @@ class Import:
         return f"{self.path.relative_to(ROOT)}:{self.line}: imports {self.module}"
 
 
-def stage_of(dotted: str) -> str:
-    """`nscompile.check_network.x` -> `check*`; `nscompile.search.gates` -> `search`."""
+def layer_of(dotted: str) -> str:
+    """`nscompile.lang.check` -> `lang`; `nscompile.errors` and `nscompile` -> `base`."""
     parts = dotted.split(".")
-    if parts == ["nscompile"]:
-        return "__init__"
-    top = parts[1]
-    return "check*" if top.startswith("check") else top
+    if len(parts) > 1 and parts[1] in LAYERS:
+        return parts[1]
+    return "cli" if parts[-1] == "__main__" else "base"
 
 
 def module_name(path: Path) -> str:
-    """nscompile/search/__init__.py -> nscompile.search; nscompile/ir.py -> nscompile.ir."""
+    """nscompile/learn/search/__init__.py -> nscompile.learn.search."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -186,66 +144,88 @@ def internal(imports: list[Import]) -> list[Import]:
 
 
 def test_the_package_is_found() -> None:
-    assert {"nscompile.errors", "nscompile.syntax", "nscompile.pipeline"} <= set(MODULES)
+    assert {"nscompile.errors", "nscompile.lang.syntax", "nscompile.compiler.pipeline"} <= set(
+        MODULES
+    )
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if stage_of(n) in COMPILER_PATH))
-def test_compiler_path_imports_no_heavy_runtime(name: str) -> None:
-    bad = [i.where() for i in MODULES[name] if i.module.split(".")[0] in HEAVY]
-    assert not bad, "the compiler path must not import torch or onnxruntime:\n" + "\n".join(bad)
-
-
-def test_only_the_parser_imports_lark() -> None:
-    bad = [
-        i.where()
-        for name, imports in MODULES.items()
-        if name != "nscompile.parser"
-        for i in imports
-        if i.module.split(".")[0] == "lark"
-    ]
-    assert not bad, "only nscompile/parser.py may import lark:\n" + "\n".join(bad)
-
-
-def test_the_emitters_never_import_each_other() -> None:
-    pairs = {"emit_torch": "emit_onnx", "emit_onnx": "emit_torch"}
-    bad = [
-        i.where()
-        for name, imports in MODULES.items()
-        if stage_of(name) in pairs
-        for i in internal(imports)
-        if stage_of(i.module) == pairs[stage_of(name)]
-    ]
-    assert not bad, "\n".join(bad)
-
-
-def test_the_package_init_imports_no_stage() -> None:
-    # Importing any stage runs nscompile/__init__.py first; a stage import there would load it all.
-    bad = [i.where() for i in internal(MODULES.get("nscompile", [])) if i.module != "nscompile"]
-    assert not bad, "nscompile/__init__.py must stay free of stage imports:\n" + "\n".join(bad)
-
-
-def _allowed(importer: str, target: str) -> bool:
-    """Whether stage `importer` may import stage `target` under DESIGN §2's one-way flow."""
-    if target == "__init__":
-        return True
-    rank = {stage: n for n, stage in enumerate(STAGES)}
-    if importer in rank:
-        if importer == target:  # within one stage: check* helpers, a stage's own subpackage
-            return True
-        return target in rank and rank[target] < rank[importer]
-    # Outside the list (runtime/, train/, search/, ...): anything before the command line.
-    return target not in {"cli", "__main__"}
+def _third_party(imp: Import) -> str | None:
+    top = imp.module.split(".")[0]
+    return None if top == "nscompile" or top in sys.stdlib_module_names else top
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
-def test_stages_import_only_earlier_stages(name: str) -> None:
-    importer = stage_of(name)
+def test_layers_import_only_themselves_and_the_layers_before(name: str) -> None:
+    layer = layer_of(name)
+    rank = LAYERS.index(layer)
     bad = [
-        f"{i.where()} (stage {stage_of(i.module)} is not before {importer})"
+        f"{i.where()} (layer {layer_of(i.module)} is not before {layer})"
         for i in internal(MODULES[name])
-        if not _allowed(importer, stage_of(i.module))
+        if LAYERS.index(layer_of(i.module)) > rank
+        or (layer_of(i.module) == "cli" and name != "nscompile.__main__" and layer != "cli")
+    ]
+    allowed = LIBRARIES.get(layer)
+    if allowed is not None:
+        bad += [
+            f"{i.where()} (layer {layer} may use only {sorted(allowed) or 'the standard library'})"
+            for i in MODULES[name]
+            if (lib := _third_party(i)) and lib not in allowed
+        ]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("library", sorted(OWNERS))
+def test_one_owner_per_library(library: str) -> None:
+    bad = [
+        i.where()
+        for name, imports in MODULES.items()
+        if name not in OWNERS[library]
+        for i in imports
+        if i.module.split(".")[0] == library
+    ]
+    assert not bad, f"only {sorted(OWNERS[library])} may import {library}:\n" + "\n".join(bad)
+
+
+def test_the_backends_never_import_each_other() -> None:
+    pairs = {
+        "nscompile.compiler.emit_torch": "nscompile.compiler.emit_onnx",
+        "nscompile.compiler.emit_onnx": "nscompile.compiler.emit_torch",
+    }
+    bad = [
+        i.where()
+        for name, other in pairs.items()
+        for i in internal(MODULES[name])
+        if i.module == other
     ]
     assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycles() -> None:
+    # Within a layer the modules still form a one-way flow: a cycle means two modules share a job.
+    graph = {
+        name: {i.module for i in internal(imports)} & set(MODULES)
+        for name, imports in MODULES.items()
+    }
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(node) :], node]))
+        if node in done:
+            return
+        for target in sorted(graph[node]):
+            if target != node and not node.startswith(target + "."):
+                visit(target, [*path, node])
+        done.add(node)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+def test_the_package_init_imports_no_stage() -> None:
+    # Importing any module runs nscompile/__init__.py first; an import there would load it all.
+    bad = [i.where() for i in internal(MODULES.get("nscompile", [])) if i.module != "nscompile"]
+    assert not bad, "nscompile/__init__.py must stay free of module imports:\n" + "\n".join(bad)
 
 
 def _reachable(start: str, modules: dict[str, list[Import]] = MODULES) -> dict[str, Import]:
@@ -266,14 +246,16 @@ def _reachable(start: str, modules: dict[str, list[Import]] = MODULES) -> dict[s
     return seen
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if stage_of(n) == "search"))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in MODULES if n.startswith("nscompile.learn.search"))
+)
 def test_search_never_loads_the_back_half(name: str) -> None:
     # The search writes ASTs; it may use the front end but never lowering, passes or emitters,
     # not even through another module (pipeline imports them all).
     bad = [
         f"{target} (via {imp.where()})"
         for target, imp in sorted(_reachable(name).items())
-        if stage_of(target) in BACK_HALF
+        if target in BACK_HALF
     ]
     assert not bad, f"{name} loads the back half of the compiler:\n" + "\n".join(bad)
 
@@ -294,16 +276,18 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_importing_the_pipeline_loads_no_heavy_runtime() -> None:
-    loaded = _modules_after("import nscompile.pipeline")
-    assert "nscompile.pipeline" in loaded
-    assert not loaded & HEAVY, f"importing nscompile.pipeline loaded {sorted(loaded & HEAVY)}"
+    loaded = _modules_after("import nscompile.compiler.pipeline")
+    assert "nscompile.compiler.pipeline" in loaded
+    assert not loaded & HEAVY, (
+        f"importing nscompile.compiler.pipeline loaded {sorted(loaded & HEAVY)}"
+    )
 
 
 def test_compiling_to_torch_source_loads_no_heavy_runtime() -> None:
     # Catches lazy imports inside functions that a plain import would not run.
     loaded = _modules_after(
         """
-        from nscompile.pipeline import compile_text, to_torch
+        from nscompile.compiler.pipeline import compile_text, to_torch
         spec = '''
         neuron td {
             rank 4
@@ -323,17 +307,16 @@ def test_compiling_to_torch_source_loads_no_heavy_runtime() -> None:
 
 
 def test_importing_the_command_line_loads_only_the_front_end() -> None:
-    # Every command pays for what `nscompile.cli` imports on import; the back half and its
+    # Every command pays for what `nscompile.cli.main` imports on import; the back half and its
     # libraries load inside the functions that need them.
-    loaded = ["nscompile.cli", *_reachable("nscompile.cli", ON_IMPORT)]
+    loaded = ["nscompile.cli.main", *_reachable("nscompile.cli.main", ON_IMPORT)]
     bad = {
         i.where()
         for name in loaded
         for i in ON_IMPORT.get(name, [])
-        if i.module.split(".")[0] in BACK_END_LIBRARIES | HEAVY
-        or (i.module.startswith("nscompile.") and stage_of(i.module) in BACK_HALF)
+        if i.module.split(".")[0] in BACK_END_LIBRARIES | HEAVY or i.module in BACK_HALF
     }
-    assert not bad, "importing nscompile.cli loads the back half:\n" + "\n".join(sorted(bad))
+    assert not bad, "importing nscompile.cli.main loads the back half:\n" + "\n".join(sorted(bad))
 
 
 TD = str(ROOT / "examples" / "td.ns")
@@ -345,8 +328,8 @@ def td_safetensors(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Weights for examples/td.ns as .safetensors, written without torch."""
     from safetensors_file import write_safetensors
 
-    from nscompile.emit_onnx import expected_shapes
-    from nscompile.pipeline import compile_file, select_network
+    from nscompile.compiler.emit_onnx import expected_shapes
+    from nscompile.compiler.pipeline import compile_file, select_network
 
     compiled = compile_file(TD)
     shapes = expected_shapes(compiled.optimized, select_network(compiled, None))
@@ -373,11 +356,11 @@ def test_commands_load_only_what_they_use(
     loaded = _modules_after(
         f"""
         import contextlib, io
-        from nscompile.cli import main
+        from nscompile.cli.main import main
         with contextlib.redirect_stdout(io.StringIO()):
             assert main({args!r}) == 0
         """
     )
-    assert "nscompile.cli" in loaded
+    assert "nscompile.cli.main" in loaded
     heavy = sorted({m.split(".")[0] for m in loaded} & forbidden)
     assert not heavy, f"nscompile {' '.join(args)} loaded {heavy}"

@@ -14,11 +14,11 @@ import torch
 from helpers import compile_and_import, relative_error
 from safetensors_file import write_safetensors
 
-from nscompile.emit_onnx import IR_VERSION, OPSET
+from nscompile.compiler.emit_onnx import IR_VERSION, OPSET
+from nscompile.compiler.pipeline import compile_text, select_network, to_onnx, to_torch
 from nscompile.errors import InputError
-from nscompile.pipeline import compile_text, select_network, to_onnx, to_torch
-from nscompile.runtime import Session
-from nscompile.weights import initial_state, load_state
+from nscompile.learn.runtime import Session
+from nscompile.learn.weights import initial_state, load_state
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.ns"))

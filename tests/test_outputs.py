@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nscompile.cli import main
+from nscompile.cli.main import main
 from nscompile.errors import InputError
 from nscompile.files import check_writable
 

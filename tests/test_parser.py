@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nscompile.errors import Span, SpecError
-from nscompile.parser import parse, read_source
-from nscompile.syntax import (
+from nscompile.lang.parser import parse, read_source
+from nscompile.lang.syntax import (
     Assign,
     BinOp,
     Call,

@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import specs
 
-from nscompile.check import check
 from nscompile.errors import SpecError
-from nscompile.parser import parse
-from nscompile.unparse import unparse
+from nscompile.lang.check import check
+from nscompile.lang.parser import parse
+from nscompile.lang.unparse import unparse
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

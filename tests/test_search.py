@@ -9,13 +9,13 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from nscompile.check import check
 from nscompile.errors import InputError
-from nscompile.parser import parse
-from nscompile.search import NeuronSeek, SearchResult, search
-from nscompile.search.gates import BETA, GAMMA, ZETA, HardConcreteGates
-from nscompile.synthetic import FORMULAS, generate
-from nscompile.unparse import unparse
+from nscompile.lang.check import check
+from nscompile.lang.parser import parse
+from nscompile.lang.unparse import unparse
+from nscompile.learn.search import NeuronSeek, SearchResult, search
+from nscompile.learn.search.gates import BETA, GAMMA, ZETA, HardConcreteGates
+from nscompile.learn.synthetic import FORMULAS, generate
 
 TINY = {"epochs": 3, "batch_size": 64, "refit_iters": 10, "max_order": 3, "rank": 2}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nscompile.pipeline import front_end
+from nscompile.compiler.pipeline import front_end
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from nscompile.errors import InputError
-from nscompile.search import NeuronSeek, moments, search, train
-from nscompile.search.inputs import centring_threshold, scale_features
-from nscompile.search.model import DualStream
-from nscompile.synthetic import generate
+from nscompile.learn.search import NeuronSeek, moments, search, train
+from nscompile.learn.search.inputs import centring_threshold, scale_features
+from nscompile.learn.search.model import DualStream
+from nscompile.learn.synthetic import generate
 
 
 def test_noise_is_relative_to_the_signal() -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nscompile.cli import main
-from nscompile.data import load_table, supervised
+from nscompile.cli.main import main
+from nscompile.compiler.pipeline import front_end
 from nscompile.errors import InputError
-from nscompile.pipeline import front_end
-from nscompile.train import Diverged, Protocol, train_run
-from nscompile.train.core import matched_widths, mlp_parameters, split_rows
-from nscompile.unparse import unparse
+from nscompile.lang.unparse import unparse
+from nscompile.learn.data import load_table, supervised
+from nscompile.learn.train import Diverged, Protocol, train_run
+from nscompile.learn.train.core import matched_widths, mlp_parameters, split_rows
 
 SPEC = """
 neuron td {
@@ -221,7 +221,7 @@ def test_baselines_take_the_spec_networks_activations(tmp_path: Path, iris) -> N
 
 
 def test_written_networks_use_tanh_between_layers() -> None:
-    from nscompile.search.spec import spec_for
+    from nscompile.learn.search.spec import spec_for
 
     spec = spec_for({"pure": [2], "interact": [], "rank": 8}, 4, "regression", 1, (8, 4), [])
     text = unparse(spec)

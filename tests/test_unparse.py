@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nscompile.parser import parse
-from nscompile.syntax import BinOp, Call, Inner, Name, Neg, Number, Pow
-from nscompile.unparse import format_number, unparse, unparse_expr
+from nscompile.lang.parser import parse
+from nscompile.lang.syntax import BinOp, Call, Inner, Name, Neg, Number, Pow
+from nscompile.lang.unparse import format_number, unparse, unparse_expr
 
 X, B = Name("x"), Name("b")
 

@@ -15,7 +15,7 @@ seconds per search; then the totals.
     python examples/paper/synthetic_recovery.py --table d10.json d30.json d50.json
 
 `--noise S` is the noise's std relative to the signal's (default 0.01; see
-`nscompile.synthetic`); `--classes C` turns the target into C quantile classes, so the search
+`nscompile.learn.synthetic`); `--classes C` turns the target into C quantile classes, so the search
 runs as classification; `--data-seed` draws other data (the reported tables use data seed 0
 and search seeds 0, 1, 2; tune on other seeds). `--jobs J` runs J formulas at once, one torch
 thread each. `--table` prints the scaling table (markdown) of JSON files written by `--json`.
@@ -64,7 +64,7 @@ import warnings
 from collections import Counter
 
 from nscompile.errors import InputError
-from nscompile.synthetic import FORMULAS, generate
+from nscompile.learn.synthetic import FORMULAS, generate
 
 DIMS, ROWS, TRAIN = 10, 2500, 2000  # the tnlearn comparison's fixed setting
 QUICK = ("pure_v0", "interact_v0")
@@ -104,7 +104,7 @@ def neuronseek_row(
     setting: dict | None = None,
 ) -> dict:
     """One formula: search with `seeds` seeds on the data `setting` describes."""
-    from nscompile.search import search
+    from nscompile.learn.search import search
 
     setting = setting or {"dims": DIMS, "rows": ROWS, "noise": 0.01, "classes": 0, "data_seed": 0}
     params = {"epochs": 20, "refit_iters": 60} if quick else {}

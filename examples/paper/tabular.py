@@ -4,11 +4,11 @@ Datasets: KEEL phoneme and vehicle (classification, test accuracy), sklearn diab
 (regression, test MSE on the standardised target) and breast_cancer (classification). Per
 dataset and seed (42, 43, 44, the public code's seeds):
 
-1. the split of the training protocol (`nscompile.train.core.split_rows`: 20% test, 10%
+1. the split of the training protocol (`nscompile.learn.train.core.split_rows`: 20% test, 10%
    validation, stratified for classification, drawn with the seed);
-2. `nscompile.search.search` on the rows of the *training* part only (the search holds out its
+2. `nscompile.learn.search.search` on the rows of the *training* part only (the search holds out its
    own 20% of those rows for pruning); the test and validation rows are never seen by it;
-3. `nscompile.train.train_run` trains the written spec's network (its neuron always keeps the
+3. `nscompile.learn.train.train_run` trains the written spec's network (its neuron always keeps the
    linear term `<w1, x>`, even where the `structure` column, the search's own finding, has no
    pure order 1) and both baselines on that same split and seed: `mlp` (the same hidden
    widths) and `mlp-params` (about the TD network's parameter count), under the public protocol
@@ -26,7 +26,7 @@ column lists each seed's.
     python examples/paper/tabular.py --hidden 6,3 --max-order 5   # the search's own defaults
 
 Every choice (hidden widths, maximum order, activation, epochs) applies to all datasets alike.
-The written networks use tanh between layers (`nscompile.search.spec.ACTIVATION`) and the MLP
+The written networks use tanh between layers (`nscompile.learn.search.spec.ACTIVATION`) and the MLP
 baselines take the network's activations: on validation tanh beat ReLU on phoneme, vehicle and
 breast_cancer (seeds 42-47), ReLU on diabetes. The defaults
 hidden (64, 32) (the paper's other setting) and maximum order 3 were chosen on the *validation*
@@ -49,12 +49,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from nscompile.data import load_table, supervised
 from nscompile.errors import InputError
-from nscompile.search import search
-from nscompile.train import Protocol, train_run
-from nscompile.train.core import split_rows
-from nscompile.unparse import unparse
+from nscompile.lang.unparse import unparse
+from nscompile.learn.data import load_table, supervised
+from nscompile.learn.search import search
+from nscompile.learn.train import Protocol, train_run
+from nscompile.learn.train.core import split_rows
 
 DATASETS = {
     "phoneme": "keel:phoneme",

@@ -1,0 +1,295 @@
+"""PyTorch backend: ProgramIR -> the source of one standalone module that imports only torch.
+
+Python decides every string here; `templates/module.py.jinja` only lays them out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import jinja2
+import sympy as sp
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+
+from nscompile import __version__
+from nscompile.compiler import ops
+from nscompile.compiler.ir import (
+    TEMP_PREFIX,
+    Apply,
+    ColumnSlice,
+    HStack,
+    NetworkIR,
+    NeuronIR,
+    Param,
+    ProgramIR,
+    VStack,
+    column_partitions,
+    product_factors,
+)
+from nscompile.errors import InternalError
+from nscompile.lang.naming import unique_class_names
+from nscompile.resources import data_path
+
+# Operator precedence in Python, to print the fewest parentheses.
+_ADD, _MUL, _NEG, _POW, _ATOM = 10, 20, 30, 40, 100
+_SAFE_DOC = re.compile(r"[A-Za-z0-9_ <>,+\-*().;=]*\Z")
+_SIZE_NAMES = re.compile(r"\b(in_features|out_features)\b")
+
+
+def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
+    """ProgramIR (optimised) -> Python source text, byte-identical for the same input.
+
+    `accumulate=False` prints sums as plain `+` instead of accumulating in place (`add_`,
+    `_accumulate`): with the un-optimised IR this is the layer written the obvious way, the
+    reference of `nscompile bench`.
+    """
+    names = unique_class_names(
+        [n.name for n in program.neurons] + [n.name for n in program.networks],
+        {n.name: "Layer" for n in program.neurons},
+    )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_path("templates", "module.py.jinja").parent)),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    neurons = [_neuron_view(n, names[n.name], accumulate) for n in program.neurons]
+    return env.get_template("module.py.jinja").render(
+        version=__version__,
+        source_name=program.source_name,
+        sha256=program.source_sha256,
+        accumulates=any(n["accumulates"] for n in neurons),
+        neurons=neurons,
+        networks=[_network_view(n, names) for n in program.networks],
+    )
+
+
+def _safe_doc(text: str) -> str:
+    if not _SAFE_DOC.match(text):
+        raise InternalError(f"unexpected character in docstring text {text!r}")
+    return text
+
+
+def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[str, object]:
+    printer = TorchPrinter({p.symbol for p in neuron.params}, accumulate)
+    partitions = column_partitions(neuron)
+    body = []
+    for target, expr in neuron.assignments:
+        body.append(f"{printer.local(target)} = {printer(expr)}")
+        if target in partitions:
+            body.append(printer.split(target, partitions[target]))
+    return {
+        "class_name": class_name,
+        "name": neuron.name,
+        "formula": _safe_doc(f"y = {neuron.formula}"),
+        "rank": neuron.rank,
+        "params": [(p.name, _shape_code(p), p.role) for p in neuron.params],
+        "inits": [_init_code(p) for p in neuron.params],
+        "body": body,
+        "result": printer(neuron.output),
+        "accumulates": printer.accumulates,
+    }
+
+
+def _network_view(network: NetworkIR, names: dict[str, str]) -> dict[str, object]:
+    layers, lines = [], []
+    for index, layer in enumerate(network.layers, start=1):
+        module = names[layer.neuron] if layer.neuron else "nn.Linear"
+        layers.append(f"self.layer{index} = {module}({layer.in_features}, {layer.out_features})")
+        source = "x" if index == 1 else "h"
+        call = ops.ACTIVATIONS[layer.activation].torch.format(f"self.layer{index}({source})")
+        lines.append(call)
+    return {
+        "class_name": names[network.name],
+        "name": network.name,
+        "summary": _safe_doc(network.summary),
+        "task": network.task,
+        "in_features": network.input_width,
+        "out_features": network.layers[-1].out_features,
+        "layers": layers,
+        "steps": lines,
+    }
+
+
+def _size_code(expr: sp.Expr) -> str:
+    return _SIZE_NAMES.sub(r"self.\1", sp.sstr(expr, order="lex"))
+
+
+def _shape_code(param: Param) -> str:
+    return ", ".join(sp.sstr(s) for s in param.shape)
+
+
+def _init_code(param: Param) -> str:
+    init = param.init
+    if init.scale == 0:
+        return f"nn.init.zeros_(self.{param.name})"
+    fan = _size_code(init.fan_in)
+    m2 = "" if init.second_moment == 1 else f"{init.second_moment:.6g} * "
+    size = f"{init.scale:.6g} / math.sqrt({m2}{fan})"
+    if init.uniform:
+        return f"nn.init.uniform_(self.{param.name}, -{size}, {size})"
+    return f"nn.init.normal_(self.{param.name}, std={size})"
+
+
+class TorchPrinter:
+    """Prints IR expressions as PyTorch expressions, with the fewest parentheses."""
+
+    def __init__(self, params: set[MatrixSymbol], accumulate: bool = True) -> None:
+        self.params = params
+        self.accumulate = accumulate
+        self.accumulates = False  # whether a printed sum used the module's _accumulate
+        self.pieces: dict[ColumnSlice, str] = {}
+
+    def split(self, symbol: MatrixSymbol, pieces: list[tuple[sp.Expr, sp.Expr]]) -> str:
+        """`t0_0, t0_1 = t0.split([a, b], dim=1)`: one backward op instead of one per slice."""
+        local = self.local(symbol)
+        names = [f"{local}_{i}" for i in range(len(pieces))]
+        for name, (start, stop) in zip(names, pieces, strict=True):
+            self.pieces[ColumnSlice(symbol, start, stop)] = name
+        sizes = ", ".join(_size_code(stop - start) for start, stop in pieces)
+        return f"{', '.join(names)} = {local}.split([{sizes}], dim=1)"
+
+    def __call__(self, expr: sp.Basic) -> str:
+        return self.print(expr)[0]
+
+    def local(self, symbol: MatrixSymbol) -> str:
+        name = str(symbol.name)
+        if not name.startswith(TEMP_PREFIX):
+            raise InternalError(f"assignment to non-temporary {name}")
+        return "t" + name[len(TEMP_PREFIX) :]
+
+    def print(self, expr: sp.Basic) -> tuple[str, int]:
+        """Return (code, precedence)."""
+        handler = _PRINTERS.get(type(expr))
+        if handler is not None:
+            return handler(self, expr)
+        if isinstance(expr, sp.Expr) and expr.is_number:
+            return _number(expr)
+        raise InternalError(f"no PyTorch printing for {type(expr).__name__}: {expr}")
+
+    def operand(self, expr: sp.Basic, parent: int) -> str:
+        code, precedence = self.print(expr)
+        return f"({code})" if precedence <= parent else code
+
+    def symbol(self, node: MatrixSymbol) -> tuple[str, int]:
+        name = str(node.name)
+        if node in self.params:
+            return f"self.{name}", _ATOM
+        if name.startswith(TEMP_PREFIX):
+            return self.local(node), _ATOM
+        if name == "x":
+            return "x", _ATOM
+        raise InternalError(f"unknown symbol {name}")
+
+    def matmul(self, node: MatMul) -> tuple[str, int]:
+        scalar, matrices = product_factors(node)
+        if all(isinstance(m, OneMatrix) for m in matrices):
+            return _number(scalar)
+        code = " @ ".join(self.operand(m, _MUL) for m in matrices)
+        if len(matrices) > 1 and scalar == 1:
+            return code, _MUL
+        if scalar == 1:
+            return self.print(matrices[0])
+        if scalar == -1:  # `-a @ b` is `(-a) @ b`: a product, not a negation, to its neighbours
+            return f"-{code}", (_MUL if len(matrices) > 1 else _NEG)
+        return f"{_number(scalar)[0]} * {code}", _MUL
+
+    def add(self, node: MatAdd) -> tuple[str, int]:
+        """A sum with matrix products: accumulated in place into the first product's result.
+
+        `_accumulate((a @ b).add_(e), c, d)`: the first product is a fresh tensor that nothing
+        else holds and that no backward needs, so every other product is added into it by the
+        GEMM itself (`addmm_`) and every other term by `add_`. No tensor per product and no
+        tensor per partial sum: on the CPU each of those is a large allocation, and measured
+        with `nscompile bench` they cost more than the arithmetic. `_accumulate` casts the
+        operands to the sum's dtype, which under autocast is what torch.addmm would do.
+        """
+        gemms = [t for t in node.args if _gemm(t) and product_factors(t)[0] == 1]
+        if not gemms or len(node.args) == 1 or not self.accumulate:
+            return self.sum(list(node.args))
+        first = gemms[0]
+        acc = f"({self(first)})"
+        for term in node.args:
+            if term is first:
+                continue
+            if _gemm(term):
+                scalar, (a, b) = product_factors(term)
+                alpha = "" if scalar == 1 else f", alpha={_number(scalar)[0]}"
+                acc = f"_accumulate({acc}, {self(a)}, {self(b)}{alpha})"
+                self.accumulates = True
+            else:
+                acc += f".add_({self(term)})"
+        return acc, _ATOM
+
+    def sum(self, terms: list[sp.Basic]) -> tuple[str, int]:
+        parts: list[str] = []
+        for term in terms:
+            code, precedence = self.print(term)
+            if parts and code.startswith("-") and precedence in (_NEG, _MUL):
+                parts.append(f"- {code[1:]}")
+            else:
+                parts.append(("+ " if parts else "") + (f"({code})" if precedence < _ADD else code))
+        return " ".join(parts), _ADD
+
+    def hadamard(self, node: HadamardProduct) -> tuple[str, int]:
+        return " * ".join(self.operand(a, _MUL) for a in node.args), _MUL
+
+    def power(self, node: HadamardPower) -> tuple[str, int]:
+        return f"{self.operand(node.base, _POW)}**{int(node.exp)}", _POW
+
+    def apply(self, node: Apply) -> tuple[str, int]:
+        return ops.ELEMENTWISE[node.name].torch.format(self(node.arg)), _ATOM
+
+    def stack(self, node: HStack | VStack) -> tuple[str, int]:
+        dim = 1 if isinstance(node, HStack) else 0
+        return f"torch.cat([{', '.join(self(a) for a in node.args)}], dim={dim})", _ATOM
+
+    def column_slice(self, node: ColumnSlice) -> tuple[str, int]:
+        if node in self.pieces:
+            return self.pieces[node], _ATOM
+        mat, start, stop = node.args
+        lo = "" if start == 0 else _size_code(start)
+        return f"{self.operand(mat, _ATOM - 1)}[:, {lo}:{_size_code(stop)}]", _ATOM
+
+
+def _gemm(term: sp.Basic) -> bool:
+    """A product of exactly two matrices with a numeric coefficient: `_accumulate` material."""
+    if not isinstance(term, MatMul):
+        return False
+    scalar, matrices = product_factors(term)
+    return (
+        scalar.is_number
+        and len(matrices) == 2
+        and not any(isinstance(m, OneMatrix) for m in matrices)
+    )
+
+
+#: Whole numbers print as Python ints below this; larger ones overflow torch's int64 scalars.
+_EXACT_INT = 2**53
+
+
+def _number(value: sp.Basic) -> tuple[str, int]:
+    number = float(value)
+    if not math.isfinite(number):  # fold rejects these; `inf` would be an undefined name
+        raise InternalError(f"a non-finite constant {value} reached the backend")
+    code = str(int(number)) if number.is_integer() and abs(number) < _EXACT_INT else repr(number)
+    return code, (_NEG if number < 0 else _ATOM)
+
+
+_PRINTERS: dict[type, Callable[[TorchPrinter, sp.Basic], tuple[str, int]]] = {
+    MatrixSymbol: TorchPrinter.symbol,
+    Transpose: lambda p, n: (f"{p.operand(n.arg, _ATOM - 1)}.T", _ATOM),
+    MatMul: TorchPrinter.matmul,
+    MatAdd: TorchPrinter.add,
+    HadamardProduct: TorchPrinter.hadamard,
+    HadamardPower: TorchPrinter.power,
+    Apply: TorchPrinter.apply,
+    HStack: TorchPrinter.stack,
+    VStack: TorchPrinter.stack,
+    ColumnSlice: TorchPrinter.column_slice,
+    OneMatrix: lambda p, n: ("1", _ATOM),  # a constant broadcast over the batch
+}  # type: ignore[dict-item]

@@ -1,0 +1,305 @@
+"""Lowering: a checked AST to the un-optimised IR (one output expression per neuron).
+
+Each `<w, e(x)>` becomes `e(x) * w.T` with `w` of shape (out, in); `cp(e(x), k)` becomes
+`HadamardProduct(e(x) U1, ..., e(x) Uk) A` with factors (in, rank) and output map (rank, out);
+`b`/`bias` becomes a per-unit bias broadcast over the batch. Initialisation is chosen here,
+where the meaning of every parameter is known (see `_init_for` and `_input_second_moment`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable
+
+import numpy as np
+import sympy as sp
+from sympy import HadamardPower, HadamardProduct, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
+
+from nscompile.compiler import ops
+from nscompile.compiler.fold import number
+from nscompile.compiler.ir import (
+    BATCH,
+    IN,
+    OUT,
+    Init,
+    LayerIR,
+    NetworkIR,
+    NeuronIR,
+    Param,
+    ProgramIR,
+    elementwise,
+)
+from nscompile.errors import InternalError
+from nscompile.lang import syntax
+from nscompile.lang.naming import Namer
+from nscompile.lang.unparse import unparse_expr
+
+Value = MatrixExpr | sp.Expr  # a matrix, or a scalar constant
+
+# Initial scale of the non-linear terms of a neuron that also has a linear term (see lower_sum).
+NONLINEAR_START = 0.1
+
+# Gauss-Hermite nodes for E[f(z)^2], z ~ N(0, 1): exact for polynomials up to degree 159.
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
+_WEIGHTS = _WEIGHTS / math.sqrt(2.0 * math.pi)
+
+
+def lower_program(spec: syntax.Spec, source_name: str, source_text: str) -> ProgramIR:
+    """Checked spec -> ProgramIR with every neuron un-optimised."""
+    neurons = tuple(lower_neuron(n) for n in spec.decls if isinstance(n, syntax.Neuron))
+    networks = tuple(lower_network(n) for n in spec.decls if isinstance(n, syntax.Network))
+    digest = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
+    return ProgramIR(source_name, digest, neurons, networks)
+
+
+def lower_neuron(neuron: syntax.Neuron) -> NeuronIR:
+    """One neuron declaration -> NeuronIR whose output is the whole aggregation expression."""
+    assign = neuron.assign
+    if assign is None:
+        raise InternalError(f"neuron {neuron.name} reached lowering without 'y = ...'")
+    lowerer = _Lowerer(neuron.rank, _weight_names(assign.expr))
+    output = lowerer.lower_sum(assign.expr)
+    formula = unparse_expr(assign.expr)
+    return NeuronIR(neuron.name, formula, neuron.rank, tuple(lowerer.params), (), output)
+
+
+def lower_network(network: syntax.Network) -> NetworkIR:
+    """A network declaration -> NetworkIR with concrete widths."""
+    width = network.input_width
+    if width is None:
+        raise InternalError(f"network {network.name} reached lowering without 'input'")
+    layers, parts = [], [f"input {width}"]
+    for dense in network.layers:
+        activation = dense.activation or "identity"
+        layers.append(LayerIR(dense.neuron, width, dense.width, activation))
+        parts.append(f"{dense.neuron or 'linear'} {dense.width} {activation}")
+        width = dense.width
+    task = network.task
+    kind = task.kind if task else "regression"
+    classes = width if kind == "classification" else None
+    summary = " -> ".join(parts) + f"; {kind}" + (f" ({classes} classes)" if classes else "")
+    return NetworkIR(network.name, network.input_width or 0, tuple(layers), kind, classes, summary)
+
+
+def _weight_names(expr: syntax.Expr) -> set[str]:
+    names: set[str] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, syntax.Inner):
+            names.add(node.weight)
+        stack.extend(_children(node))
+    return names
+
+
+def _children(node: syntax.Expr) -> tuple[syntax.Expr, ...]:
+    if isinstance(node, syntax.Inner):
+        return (node.arg,)
+    if isinstance(node, syntax.Call):
+        return node.args
+    if isinstance(node, syntax.BinOp):
+        return (node.left, node.right)
+    if isinstance(node, syntax.Neg):
+        return (node.operand,)
+    if isinstance(node, syntax.Pow):
+        return (node.base,)
+    return ()
+
+
+def _top_terms(expr: syntax.Expr, sign: int = 1) -> list[tuple[int, syntax.Expr]]:
+    """Split `a + b - c` into signed top-level terms."""
+    if isinstance(expr, syntax.BinOp) and expr.op in "+-":
+        right_sign = sign if expr.op == "+" else -sign
+        return _top_terms(expr.left, sign) + _top_terms(expr.right, right_sign)
+    return [(sign, expr)]
+
+
+class _Lowerer:
+    """Lowers the expressions of one neuron, collecting its parameters."""
+
+    def __init__(self, rank: int | None, user_names: set[str]) -> None:
+        self.rank = rank
+        self.params: list[Param] = []
+        self.namer = Namer(user_names)
+
+    def lower_sum(self, expr: syntax.Expr) -> MatrixExpr:
+        """Lower the top-level sum and set each learnable term's initial scale.
+
+        Linear terms `<w, x>` (and the bias) start as `nn.Linear` does: U(+-1/sqrt(in)), shared
+        as 1/sqrt(count) when there are several. The other learnable terms share unit variance
+        (1/sqrt(count) each) when the neuron has no linear term; beside one they start at a
+        tenth of that, so a layer begins close to its linear part and grows its higher-order
+        terms in training, as the public NeuronSeek code starts them small. Measured on the
+        tabular benchmark (`examples/paper/tabular.py`): unit-variance higher-order terms on
+        ReLU activations trained worse than the same-size MLP on every dataset.
+        """
+        terms = _top_terms(expr)
+        learnable = [t for _, t in terms if _weight_names(t) or _has_cp(t)]
+        linear = [t for t in learnable if _is_linear(t)]
+        other = [t for t in learnable if not _is_linear(t)]
+        linear_scale = 1.0 / math.sqrt(max(1, len(linear)))
+        other_scale = (NONLINEAR_START if linear else 1.0) / math.sqrt(max(1, len(other)))
+        total: Value = sp.Integer(0)
+        for sign, term in terms:
+            first = len(self.params)
+            value = self.lower(term)
+            if term in learnable and first < len(self.params):
+                param = self.params[first]
+                scale = linear_scale if term in linear else other_scale
+                init = dataclasses.replace(param.init, scale=scale, uniform=term in linear)
+                self.params[first] = dataclasses.replace(param, init=init)
+            total = _add(total, _scale(sign, value))
+        if not isinstance(total, MatrixExpr):
+            raise InternalError("the aggregation lowered to a constant")
+        return total
+
+    def lower(self, node: syntax.Expr) -> Value:
+        value = _LOWER[type(node)](self, node)
+        # `x - x` and `0 * x` become ZeroMatrix, which no backend prints; held as the scalar 0,
+        # the parts of an input that are constant (`cos(0 * x)`) fold to scalars as well.
+        return sp.Integer(0) if isinstance(value, ZeroMatrix) else value
+
+    def _number(self, node: syntax.Number) -> Value:
+        return number(node.value)
+
+    def _name(self, node: syntax.Name) -> Value:
+        if node.name == syntax.INPUT_NAME:
+            return sp.MatrixSymbol("x", BATCH, IN)
+        param = self._add_param("bias", (OUT,), Init(IN, uniform=True), "bias")  # as nn.Linear
+        return MatMul(OneMatrix(BATCH, 1), param.symbol)
+
+    def _inner(self, node: syntax.Inner) -> Value:
+        arg = self._nonzero(node.arg)
+        m2 = _input_second_moment(node.arg)
+        weight = self._add_param(node.weight, (OUT, IN), Init(IN, m2), "weight", fresh=False)
+        return MatMul(arg, weight.symbol.T)
+
+    def _nonzero(self, node: syntax.Expr) -> Value:
+        """Lower the input-wide argument of a learnable term; `fold` has rejected constant ones."""
+        value = self.lower(node)
+        if not isinstance(value, MatrixExpr) or isinstance(value, ZeroMatrix):
+            raise InternalError(f"'{unparse_expr(node)}' passed fold but lowered to {value}")
+        return value
+
+    def _call(self, node: syntax.Call) -> Value:
+        if node.func == syntax.CP_NAME:
+            return self._cp(node)
+        arg = self.lower(node.args[0])
+        if not isinstance(arg, MatrixExpr):
+            return sp.Float(float(ops.ELEMENTWISE[node.func].numpy(np.array(float(arg)))))
+        return elementwise(node.func, arg)
+
+    def _cp(self, node: syntax.Call) -> Value:
+        arg_node, order_node = node.args
+        assert isinstance(order_node, syntax.Number) and self.rank is not None
+        order, rank = int(order_node.value), self.rank
+        arg = self._nonzero(arg_node)
+        m2 = _input_second_moment(arg_node)
+        factors = [
+            self._add_param(f"cp{order}_u{m}", (IN, rank), Init(IN, m2), "factor").symbol
+            for m in range(1, order + 1)
+        ]
+        out = self._add_param(f"cp{order}_a", (rank, OUT), Init(sp.Integer(rank)), "output")
+        projections = [MatMul(arg, u) for u in factors]
+        product = projections[0] if order == 1 else HadamardProduct(*projections)
+        return MatMul(product, out.symbol)
+
+    def _binop(self, node: syntax.BinOp) -> Value:
+        left, right = self.lower(node.left), self.lower(node.right)
+        if node.op == "+":
+            return _add(left, right)
+        if node.op == "-":
+            return _add(left, _scale(-1, right))
+        if isinstance(left, MatrixExpr) and isinstance(right, MatrixExpr):
+            return HadamardProduct(left, right)
+        return left * right
+
+    def _neg(self, node: syntax.Neg) -> Value:
+        return _scale(-1, self.lower(node.operand))
+
+    def _pow(self, node: syntax.Pow) -> Value:
+        base = self.lower(node.base)
+        k = int(node.exponent)
+        return HadamardPower(base, k) if isinstance(base, MatrixExpr) else base**k
+
+    def _add_param(
+        self, base: str, shape: tuple[sp.Expr, ...], init: Init, role: str, fresh: bool = True
+    ) -> Param:
+        name = self.namer.fresh(base) if fresh else base
+        param = Param(name, shape, init, role)
+        self.params.append(param)
+        return param
+
+
+_LOWER: dict[type, Callable[[_Lowerer, syntax.Expr], Value]] = {
+    syntax.Number: _Lowerer._number,
+    syntax.Name: _Lowerer._name,
+    syntax.Inner: _Lowerer._inner,
+    syntax.Call: _Lowerer._call,
+    syntax.BinOp: _Lowerer._binop,
+    syntax.Neg: _Lowerer._neg,
+    syntax.Pow: _Lowerer._pow,
+}  # type: ignore[dict-item]
+
+
+def _is_linear(term: syntax.Expr) -> bool:
+    """`<w, x>`: a plain linear map of the input."""
+    arg = term.arg if isinstance(term, syntax.Inner) else None
+    return isinstance(arg, syntax.Name) and arg.name == syntax.INPUT_NAME
+
+
+def _has_cp(expr: syntax.Expr) -> bool:
+    if isinstance(expr, syntax.Call) and expr.func == syntax.CP_NAME:
+        return True
+    return any(_has_cp(child) for child in _children(expr))
+
+
+def _scale(factor: int, value: Value) -> Value:
+    if factor == 1:
+        return value
+    return MatMul(sp.Integer(factor), value) if isinstance(value, MatrixExpr) else factor * value
+
+
+def _add(left: Value, right: Value) -> Value:
+    """Add two values; a scalar added to a matrix is broadcast over it."""
+    if isinstance(left, MatrixExpr) and isinstance(right, MatrixExpr):
+        return left + right
+    if isinstance(left, MatrixExpr):
+        return left + right * OneMatrix(*left.shape) if right != 0 else left
+    if isinstance(right, MatrixExpr):
+        return left * OneMatrix(*right.shape) + right if left != 0 else right
+    return left + right
+
+
+def _input_second_moment(expr: syntax.Expr) -> float:
+    """E[e(z)^2] for z ~ N(0, 1): the variance an input-wide expression feeds a projection.
+
+    Dividing the initial std by its square root keeps every term at unit variance on
+    standardised inputs, whatever the power (E[z^10] = 945) or function.
+    """
+    with np.errstate(all="ignore"):
+        values = _evaluate_input(expr, _NODES)
+        m2 = float(np.sum(_WEIGHTS * values**2))
+    if not math.isfinite(m2) or m2 < 1e-12:
+        return 1.0
+    return float(f"{m2:.6g}")  # rounded: the printed code must not depend on the last ulp
+
+
+def _evaluate_input(expr: syntax.Expr, z: np.ndarray) -> np.ndarray:
+    """Evaluate an input-wide expression on scalar samples `z` of the input."""
+    if isinstance(expr, syntax.Number):
+        return np.full_like(z, expr.value)
+    if isinstance(expr, syntax.Name):
+        return z
+    if isinstance(expr, syntax.Neg):
+        return -_evaluate_input(expr.operand, z)
+    if isinstance(expr, syntax.Pow):
+        return _evaluate_input(expr.base, z) ** int(expr.exponent)
+    if isinstance(expr, syntax.Call):
+        return ops.ELEMENTWISE[expr.func].numpy(_evaluate_input(expr.args[0], z))
+    if isinstance(expr, syntax.BinOp):
+        left, right = _evaluate_input(expr.left, z), _evaluate_input(expr.right, z)
+        return {"+": left + right, "-": left - right, "*": left * right}[expr.op]
+    raise InternalError(f"{type(expr).__name__} inside an input-wide expression")

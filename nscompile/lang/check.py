@@ -1,0 +1,371 @@
+"""Semantic checks: names, arities, orders, ranks, widths, and where `x` may appear.
+
+`check(spec) -> spec` returns the spec unchanged or raises the first problem in source order
+as one `SpecError` at the offending node, with a hint. Expressions are checked by *kind*:
+scalar (constants only), input-wide (an elementwise function of `x`, one value per input
+feature, allowed only inside `<w, ...>` or as the first argument of `cp`) and unit-wide (one
+value per output unit: `<w, x>`, `cp(x, k)`, `b`). `y` must be unit-wide.
+
+`ERRORS` lists every code with its message and hint; the errors that need the values of
+constants (E136, E137, E139, E170) come from `fold`, the next stage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nscompile.errors import Span, SpecError, did_you_mean
+from nscompile.lang import syntax as s
+from nscompile.lang.naming import why_not_allowed
+from nscompile.lang.unparse import format_number, unparse_expr
+
+#: Words of the .ns language; a declaration so named could not be referred to.
+KEYWORDS = ("dense", "input", "network", "neuron", "rank", "task")
+SCALAR, INPUT, UNIT = "scalar", "input-wide", "unit-wide"
+FUNCTIONS = (*s.ELEMENTWISE, s.CP_NAME)
+ORDERS = f"a whole number from 1 to {s.MAX_ORDER}"
+
+#: code -> (message, hint), both `str.format` templates over the fields passed to `_error`.
+ERRORS = {
+    # declarations
+    "E100": ("the spec declares no neuron or network",
+             "declare a neuron, e.g. 'neuron lin {{ y = <w, x> + b }}'"),
+    "E101": ("'{name}' is declared twice", "the first '{name}' is on line {line}; rename one"),
+    "E102": ("'{name}' cannot name a declaration", "{reason}"),
+    "E103": ("neuron '{name}' is named like an activation",
+             "'dense 8 {name}' would mean the activation; choose another name"),
+    # neurons
+    "E110": ("neuron '{name}' has no 'y = ...'", "add its aggregation, e.g. 'y = <w, x> + b'"),
+    "E111": ("a second assignment", "a neuron has one 'y = ...'; join the terms with '+'"),
+    "E112": ("assignment to '{name}'", "a neuron defines its output: write 'y = ...'"),
+    "E113": ("a second 'rank'", "a neuron has one rank"),
+    "E114": ("rank must be from 1 to {high}, got {value}",
+             "the rank is the number of CP components; 8 is a good start"),
+    "E115": ("a cp term needs the neuron's rank", "add 'rank 8' to the neuron"),
+    # expressions
+    "E120": ("unknown name '{name}'",
+             "a name in an expression is x (the input) or b (the bias); weights go in <w, x>"),
+    "E121": ("the bias appears twice", "a neuron has one bias; remove one of them"),
+    "E122": ("an inner product of a learnable term",
+             "the argument of <w, ...> is a function of x alone; "
+             "multiply projections instead: <w1, x> * <w2, x>"),
+    "E123": ("an inner product of a constant",
+             "the argument of <w, ...> must contain x; to scale, write {arg} * <{name}, x>"),
+    "E124": ("'{name}' cannot name a weight", "name the weight, e.g. <w1, x>"),
+    "E125": ("weight '{name}' is used twice",
+             "'{name}' is already used on line {line}; give each inner product its own weight"),
+    "E126": ("cp takes 2 arguments, got {count}", "write cp(x, k) for the order-k interaction"),
+    "E127": (f"cp order must be {ORDERS}, got {{value}}",
+             "cp(x, k) multiplies k projections of x; k = 2 is pairwise"),
+    "E128": ("cp({arg}, {order}) appears twice",
+             "one cp term already holds all its rank's components; raise the rank instead"),
+    "E129": ("unknown function '{name}'", f"functions are {', '.join(FUNCTIONS)}"),
+    "E130": ("{name} takes 1 argument, got {count}", "write {name}(x)"),
+    "E131": ("'{arg}' is outside an inner product",
+             "x must be inside an inner product <w, x> or cp(x, k), e.g. <w, {arg}>"),
+    "E132": (f"exponent must be {ORDERS}, got {{value}}", "x**k takes a whole power, e.g. x**2"),
+    "E133": ("y has no learnable term",
+             "y needs an inner product <w, x>, a cp(x, k) term or the bias b"),
+    "E134": ("number too large for float32",
+             f"the model computes in float32: numbers must lie within +-{s.MAX_NUMBER:.4g}"),
+    "E135": ("the first argument of cp must be a function of x alone",
+             "write cp(x, k), or of an elementwise function: cp(x**2, 2)"),
+    "E138": ("y does not depend on the input",
+             "y needs an inner product <w, x> or a cp(x, k) term; the bias alone is a constant"),
+    # networks
+    "E140": ("a network starts with 'input D'", "add 'input D' first, D the number of features"),
+    "E141": ("a second 'input'", "a network has one 'input', its first statement"),
+    "E142": ("{what} must be from 1 to {high}, got {value}", "{why}"),
+    "E143": ("network '{name}' has no dense layer", "add a layer, e.g. 'dense 1' for one output"),
+    "E144": ("unknown {what} '{name}'", "declared neurons: {names}"),
+    "E145": ("unknown activation '{name}'", f"activations are {', '.join(s.ACTIVATIONS)}"),
+    "E146": ("a second 'task'", "a network has one task"),
+    "E147": ("a statement after 'task'", "'task' is the last statement of a network"),
+    "E148": ("unknown task '{name}'", f"tasks are {', '.join(s.TASKS)}"),
+    "E149": ("a classification head needs 2 to {high} classes, got {value}",
+             "the last dense layer has one unit per class; or use 'task regression'"),
+    "E150": ("{value} classes, but the last layer has width {width}",
+             "the last dense layer has one unit per class: 'dense {value}'"),
+    "E151": ("a regression task has no class count", "write 'task regression'"),
+}  # fmt: skip
+
+
+def _error(code: str, span: Span | None, hint: str | None = None, **fields: object) -> SpecError:
+    """The SpecError for `code`, its templates filled from `fields`; `hint` overrides."""
+    message, default_hint = ERRORS[code]
+    return SpecError(code, message.format(**fields), span, hint or default_hint.format(**fields))
+
+
+def check(spec: s.Spec, file: str = "<string>") -> s.Spec:
+    """Validate a parsed spec.
+
+    Args:
+        spec: the parser's output.
+        file: the file name for the one error without a node (an empty spec).
+
+    Returns:
+        `spec`, unchanged.
+
+    Raises:
+        SpecError: the first problem in source order (codes in `ERRORS`).
+    """
+    if not spec.decls:
+        raise _error("E100", Span.point(file, 1, 1))
+    first: dict[str, s.Decl] = {}
+    for decl in spec.decls:
+        _check_decl_name(decl, first)
+        first.setdefault(decl.name, decl)
+        if isinstance(decl, s.Neuron):
+            _check_neuron(decl)
+        else:
+            _check_network(decl, spec)
+    return spec
+
+
+def _check_decl_name(decl: s.Decl, first: dict[str, s.Decl]) -> None:
+    name, span = decl.name, decl.name_span
+    if name in first:
+        raise _error("E101", span, name=name, line=_line(first[name].name_span))
+    keyword = f"'{name}' is a keyword of the .ns language" if name in KEYWORDS else None
+    if reason := why_not_allowed(name) or keyword:
+        raise _error("E102", span, name=name, reason=reason)
+    if isinstance(decl, s.Neuron) and name in s.ACTIVATIONS:
+        raise _error("E103", span, name=name)
+
+
+def _line(span: Span | None) -> int | str:
+    return span.line if span else "?"
+
+
+def _shown(value: int) -> str:
+    """A count for a message; 5000-digit numbers are described, not printed."""
+    text = str(value)
+    return text if len(text) <= 15 else f"a {len(text)}-digit number"
+
+
+def _in_range(code: str, value: int, high: int, span: Span | None, **fields: object) -> None:
+    if not 1 <= value <= high:
+        raise _error(code, span, None, value=_shown(value), high=high, **fields)
+
+
+# --- neurons -------------------------------------------------------------------------------
+
+
+def _check_neuron(neuron: s.Neuron) -> None:
+    scope = _Scope(has_rank=neuron.rank is not None)
+    seen_rank = seen_assign = False
+    for stmt in neuron.body:
+        if isinstance(stmt, s.Rank):
+            if seen_rank:
+                raise _error("E113", stmt.span)
+            _in_range("E114", stmt.rank, s.MAX_RANK, stmt.span)
+            seen_rank = True
+            continue
+        if seen_assign:
+            raise _error("E111", stmt.span)
+        if stmt.target != "y":
+            raise _error("E112", _leading_name_span(stmt.span, stmt.target), name=stmt.target)
+        kind = scope.kind(stmt.expr)
+        if kind == INPUT:  # a function of x alone: suggest projecting it
+            raise _error(
+                "E133", stmt.expr.span, ERRORS["E131"][1].format(arg=unparse_expr(stmt.expr))
+            )
+        if kind == SCALAR:
+            raise _error("E133", stmt.expr.span)
+        if not scope.weights and not scope.cp_terms:  # unit-wide through the bias alone
+            raise _error("E138", stmt.expr.span)
+        seen_assign = True
+    if not seen_assign:
+        raise _error("E110", neuron.name_span, name=neuron.name)
+
+
+def _leading_name_span(span: Span | None, name: str) -> Span | None:
+    """The span of the name a node starts with (an assignment's target, a call's function)."""
+    return span and Span(span.file, span.line, span.col, span.line, span.col + len(name))
+
+
+def _is_order(value: float) -> bool:
+    value = float(value)
+    return math.isfinite(value) and value.is_integer() and 1 <= value <= s.MAX_ORDER
+
+
+@dataclass
+class _Scope:
+    """What one neuron's expression has used so far: its weights, cp terms and the bias."""
+
+    has_rank: bool
+    weights: dict[str, Span | None] = field(default_factory=dict)
+    cp_terms: set[tuple[s.Expr, float]] = field(default_factory=set)
+    bias: bool = False
+
+    def kind(self, expr: s.Expr) -> str:
+        """Check `expr` and return its kind: SCALAR, INPUT or UNIT."""
+        return KINDS[type(expr)](self, expr)
+
+    def number(self, expr: s.Number) -> str:
+        if not math.isfinite(expr.value) or abs(expr.value) > s.MAX_NUMBER:
+            raise _error("E134", expr.span)
+        return SCALAR
+
+    def name(self, expr: s.Name) -> str:
+        name = expr.name
+        if name == s.INPUT_NAME:
+            return INPUT
+        if name in s.BIAS_NAMES:
+            if self.bias:
+                raise _error("E121", expr.span)
+            self.bias = True
+            return UNIT
+        hint = did_you_mean(name, (s.INPUT_NAME, *s.BIAS_NAMES))
+        if name in FUNCTIONS:
+            hint = f"'{name}' is a function: call it, e.g. {name}(x)"
+        elif name in self.weights:
+            hint = f"'{name}' is a weight; a weight appears only as <{name}, x>"
+        raise _error("E120", expr.span, hint, name=name)
+
+    def inner(self, expr: s.Inner) -> str:
+        weight = expr.weight
+        if weight in (s.INPUT_NAME, *s.BIAS_NAMES):
+            raise _error("E124", expr.span, name=weight)
+        if reason := why_not_allowed(weight):
+            raise _error("E124", expr.span, reason, name=weight)
+        if weight in self.weights:
+            raise _error("E125", expr.span, name=weight, line=_line(self.weights[weight]))
+        self.weights[weight] = expr.span
+        arg_kind = self.kind(expr.arg)
+        if arg_kind == UNIT:
+            raise _error("E122", expr.arg.span)
+        if arg_kind == SCALAR:
+            raise _error("E123", expr.arg.span, arg=unparse_expr(expr.arg), name=weight)
+        return UNIT
+
+    def call(self, expr: s.Call) -> str:
+        if expr.func == s.CP_NAME:
+            return self.cp(expr)
+        if expr.func not in s.ELEMENTWISE:
+            hint = did_you_mean(expr.func, FUNCTIONS)
+            raise _error("E129", _leading_name_span(expr.span, expr.func), hint, name=expr.func)
+        if len(expr.args) != 1:
+            raise _error("E130", expr.span, name=expr.func, count=len(expr.args))
+        return self.kind(expr.args[0])
+
+    def cp(self, expr: s.Call) -> str:
+        if len(expr.args) != 2:
+            raise _error("E126", expr.span, count=len(expr.args))
+        arg, order = expr.args
+        if self.kind(arg) != INPUT:
+            raise _error("E135", arg.span)
+        if not (isinstance(order, s.Number) and _is_order(order.value)):
+            raise _error("E127", order.span, value=unparse_expr(order))
+        key = (arg, order.value)
+        if key in self.cp_terms:
+            raise _error("E128", expr.span, arg=unparse_expr(arg), order=int(order.value))
+        self.cp_terms.add(key)
+        if not self.has_rank:
+            raise _error("E115", expr.span)
+        return UNIT
+
+    def binop(self, expr: s.BinOp) -> str:
+        left, right = self.kind(expr.left), self.kind(expr.right)
+        if SCALAR in (left, right) or left == right:
+            return right if left == SCALAR else left
+        loose = expr.left if left == INPUT else expr.right  # input-wide next to unit-wide
+        raise _error("E131", loose.span, arg=unparse_expr(loose))
+
+    def neg(self, expr: s.Neg) -> str:
+        return self.kind(expr.operand)
+
+    def pow(self, expr: s.Pow) -> str:
+        kind = self.kind(expr.base)
+        if not _is_order(expr.exponent):
+            raise _error("E132", expr.span, value=format_number(expr.exponent))
+        return kind
+
+
+KINDS: dict[type, Callable[[_Scope, Any], str]] = {
+    s.Number: _Scope.number,
+    s.Name: _Scope.name,
+    s.Inner: _Scope.inner,
+    s.Call: _Scope.call,
+    s.BinOp: _Scope.binop,
+    s.Neg: _Scope.neg,
+    s.Pow: _Scope.pow,
+}
+
+# --- networks ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layers:
+    """A network's statements seen so far, checked one at a time in source order."""
+
+    network: s.Network
+    spec: s.Spec
+    last_width: int | None = None
+    seen_task: bool = False
+
+    def input(self, stmt: s.Input) -> None:
+        if stmt is not self.network.body[0]:
+            raise _error("E141", stmt.span)
+        _in_range("E142", stmt.width, s.MAX_WIDTH, stmt.span, what="input width",
+                  why="the input width is the number of input features")  # fmt: skip
+
+    def dense(self, stmt: s.Dense) -> None:
+        _in_range("E142", stmt.width, s.MAX_WIDTH, stmt.span, what="layer width",
+                  why="the width is the number of units in the layer")  # fmt: skip
+        neurons, name = self.spec.neurons, stmt.neuron
+        if name is not None and name not in neurons:
+            # With one name, `dense 8 rleu` may be a misspelt activation as well.
+            maybe = [*neurons, *([] if stmt.activation else s.ACTIVATIONS)]
+            hint = did_you_mean(name, maybe)
+            if name in self.spec.networks:
+                hint = f"'{name}' is a network; a layer is made of neurons"
+            elif not neurons:
+                hint = hint or "this spec declares no neuron: 'neuron NAME { y = ... }'"
+            what = "neuron" if stmt.activation else "neuron or activation"
+            raise _error("E144", stmt.span, hint, what=what, name=name, names=", ".join(neurons))
+        if stmt.activation is not None and stmt.activation not in s.ACTIVATIONS:
+            hint = did_you_mean(stmt.activation, s.ACTIVATIONS)
+            raise _error("E145", stmt.span, hint, name=stmt.activation)
+        self.last_width = stmt.width
+
+    def task(self, stmt: s.Task) -> None:
+        if self.seen_task:
+            raise _error("E146", stmt.span)
+        self.seen_task = True
+        if stmt.kind not in s.TASKS:
+            raise _error("E148", stmt.span, did_you_mean(stmt.kind, s.TASKS), name=stmt.kind)
+        if stmt.kind == "regression":
+            if stmt.classes is not None:
+                raise _error("E151", stmt.span)
+            return
+        width = self.last_width
+        if stmt.classes is not None:
+            _in_range("E149", stmt.classes, s.MAX_CLASSES, stmt.span)
+        if width is not None and width < 2:
+            raise _error("E149", stmt.span, high=s.MAX_CLASSES, value=width)
+        if width is not None and stmt.classes not in (None, width):
+            raise _error("E150", stmt.span, value=stmt.classes, width=width)
+
+
+LAYERS: dict[type, Callable] = {
+    s.Input: _Layers.input,
+    s.Dense: _Layers.dense,
+    s.Task: _Layers.task,
+}
+
+
+def _check_network(network: s.Network, spec: s.Spec) -> None:
+    body = network.body
+    if not body or not isinstance(body[0], s.Input):
+        raise _error("E140", body[0].span if body else network.name_span)
+    layers = _Layers(network, spec)
+    for stmt in body:
+        if layers.seen_task and not isinstance(stmt, s.Task):
+            raise _error("E147", stmt.span)
+        LAYERS[type(stmt)](layers, stmt)
+    if layers.last_width is None:
+        raise _error("E143", network.name_span, name=network.name)

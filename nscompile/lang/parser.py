@@ -1,0 +1,380 @@
+"""Text to AST: the only module that imports lark.
+
+`parse(text, file) -> Spec` runs the LALR parser over `grammar/ns.lark`, turns the tree into
+`syntax` dataclasses with spans, and attaches the comments the lexer collected to the nearest
+statement or declaration. Every lark error becomes one `SpecError`:
+
+    E001  unexpected token or character    E002  unexpected end of file
+    E003  unreadable source file           E004  a count that is not a whole number
+    E005  an expression nested too deeply (every later stage recurses over the tree)
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lark
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
+from lark.lexer import PatternStr
+
+from nscompile.errors import Span, SpecError
+from nscompile.lang import syntax as s
+from nscompile.resources import data_path
+
+_D = TypeVar("_D", s.Neuron, s.Network)
+
+#: Deepest nesting of the parse tree (a 100-term sum is 100 deep); keeps recursion in bounds.
+MAX_DEPTH = 100
+#: Longest integer literal we convert; Python refuses int() of more than 4300 digits.
+MAX_DIGITS = 4000
+#: Hints for characters the language does not use.
+CHARACTER_HINTS = {
+    '"': "the .ns language has no strings",
+    "'": "the .ns language has no strings",
+    ".": "names cannot contain '.'; decimals are written 0.5",
+    "/": "there is no division: scale by a constant, e.g. 0.5 * <w, x>",
+    "^": "powers are written x**2",
+    ";": "statements need no ';': put each on its own line",
+    "[": "group with parentheses ( )",
+    "]": "group with parentheses ( )",
+}
+#: How regex terminals read in "expected one of: ..." hints.
+TERMINAL_WORDS = {"NAME": "a name", "NUMBER": "a number", "$END": "end of file"}
+
+
+_COMMENTS: list[Token] = []  # filled by the lexer callback during one parse
+_LOCK = threading.Lock()  # the cached parser shares that list, so parses take turns
+
+
+@functools.cache
+def _parser() -> Lark:
+    grammar = data_path("grammar", "ns.lark").read_text(encoding="utf-8")
+    return Lark(
+        grammar,
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        lexer_callbacks={"COMMENT": _COMMENTS.append},
+    )
+
+
+def parse(text: str, file: str = "<string>") -> s.Spec:
+    """Parse .ns source text.
+
+    Args:
+        text: the whole file.
+        file: the name that spans report.
+
+    Returns:
+        The Spec with spans and comments; not yet checked (see `check.check`).
+
+    Raises:
+        SpecError: E001, E002 or E004, at the offending token.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # lark counts lines by "\n" only
+    with _LOCK:
+        _COMMENTS.clear()
+        try:
+            tree = _parser().parse(text)
+        except lark.exceptions.LarkError as err:
+            raise _syntax_error(err, text, file) from None
+        comment_tokens = list(_COMMENTS)
+    _check_depth(tree, file)
+    to_ast = _ToAst(file)
+    try:
+        spec = to_ast.transform(tree)
+    except VisitError as err:  # lark wraps what a transformer method raises
+        if isinstance(err.orig_exc, SpecError):
+            raise err.orig_exc from None
+        raise
+    return _attach_comments(spec, to_ast.braces, comment_tokens)
+
+
+def read_source(path: str) -> str:
+    """Read a spec file as text.
+
+    Raises:
+        SpecError: E003 for a missing file, a directory, a binary or a non-UTF-8 file.
+    """
+    where = Path(path)
+    if where.is_dir():
+        raise SpecError("E003", f"'{path}' is a directory", None, "pass a .ns file")
+    try:
+        data = where.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("E003", f"no such file '{path}'", None, "check the path") from None
+    except OSError as err:
+        hint = "check that the file exists and is readable"
+        raise SpecError("E003", f"cannot read '{path}': {err.strerror}", None, hint) from None
+    if b"\0" in data:
+        span = _byte_span(path, data, data.index(b"\0"))
+        raise SpecError("E003", "this is a binary file", span, "a spec is a UTF-8 text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        span = _byte_span(path, data, err.start)
+        hint = "save the file as UTF-8"
+        raise SpecError("E003", "the file is not valid UTF-8", span, hint) from None
+
+
+def _check_depth(tree: lark.Tree, file: str) -> None:
+    """Refuse trees deeper than MAX_DEPTH, walking them without recursion."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            hint = "split the sum into fewer terms or drop redundant parentheses"
+            raise SpecError(
+                "E005", f"nested more than {MAX_DEPTH} levels deep", _span(file, node.meta), hint
+            )
+        stack += [(child, depth + 1) for child in node.children if isinstance(child, lark.Tree)]
+
+
+def _byte_span(path: str, data: bytes, offset: int) -> Span:
+    """The span of the byte at `offset`, its column counted in characters of its line."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    col = len(data[line_start:offset].decode("utf-8", "replace")) + 1
+    return Span.point(path, data.count(b"\n", 0, offset) + 1, col)
+
+
+# --- lark errors to SpecError --------------------------------------------------------------
+
+
+def _syntax_error(err: Exception, text: str, file: str) -> SpecError:
+    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
+        return _end_of_file(err.token, set(err.accepts or err.expected), text, file)
+    if isinstance(err, UnexpectedEOF):
+        return _end_of_file(None, set(err.expected), text, file)
+    if isinstance(err, UnexpectedToken):
+        token = err.token
+        span = Span(file, token.line, token.column, token.end_line, token.end_column)
+        hint = _expected_hint(set(err.accepts or err.expected))
+        return SpecError("E001", f"unexpected {_show(str(token))}", span, hint)
+    if isinstance(err, UnexpectedCharacters):
+        # No "expected" list: the lexer's set is a merged LALR lookahead, often misleading.
+        char = err.char
+        span = Span.point(file, err.line, err.column)
+        hint = CHARACTER_HINTS.get(char, f"{char!r} is not part of the .ns language")
+        return SpecError("E001", f"unexpected character {char!r}", span, hint)
+    return SpecError("E001", f"syntax error: {err}", Span.point(file, 1, 1), None)
+
+
+def _end_of_file(token: Token | None, expected: set[str], text: str, file: str) -> SpecError:
+    """E002 just after the last token (or at the end of the text when there is none)."""
+    if token is not None and token.end_line and token.end_column:
+        span = Span.point(file, token.end_line, token.end_column)
+    else:
+        lines = text.split("\n")
+        span = Span.point(file, len(lines), len(lines[-1]) + 1)
+    hint = _expected_hint(expected)
+    if "RBRACE" in expected:
+        hint = f"is a closing '}}' missing? ({hint})"
+    return SpecError("E002", "unexpected end of file", span, hint)
+
+
+def _expected_hint(names: set[str]) -> str | None:
+    """`{'RBRACE', 'PLUS'}` -> "expected one of: '+', '}'" (words for regex terminals last)."""
+    patterns = {t.name: t.pattern for t in _parser().terminals}
+    shown = []
+    for name in names:
+        pattern = patterns.get(name)
+        if isinstance(pattern, PatternStr):
+            shown.append((0, f"'{pattern.value}'"))
+        else:
+            shown.append((1, TERMINAL_WORDS.get(name, name.lower())))
+    words = [word for _, word in sorted(set(shown))]
+    if not words:
+        return None
+    return f"expected {words[0]}" if len(words) == 1 else f"expected one of: {', '.join(words)}"
+
+
+def _show(token_text: str) -> str:
+    short = token_text if len(token_text) <= 24 else token_text[:20] + "..."
+    return repr(short)
+
+
+# --- tree to AST ---------------------------------------------------------------------------
+
+
+def _span(file: str, where) -> Span:
+    """The span of a lark `Meta` or `Token` (both have 1-based, end-exclusive positions)."""
+    return Span(file, where.line, where.column, where.end_line, where.end_column)
+
+
+@v_args(meta=True, inline=True)
+class _ToAst(Transformer):
+    """Builds `syntax` nodes bottom-up; every node gets the span of its source text."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+        #: The `{` and `}` tokens of each declaration, in source order, for comment placement.
+        self.braces: list[tuple[Token, Token]] = []
+
+    def _at(self, meta) -> Span:
+        return _span(self.file, meta)
+
+    def _count(self, token: Token) -> int:
+        """A width, rank or class count: digits only, so `8.5` and `1e3` are refused here."""
+        text, span = str(token), _span(self.file, token)
+        if not text.isdigit():
+            hint = "counts (ranks, widths, classes) are whole numbers like 8"
+            raise SpecError("E004", f"expected a whole number, got {_show(text)}", span, hint)
+        if len(text) > MAX_DIGITS:
+            hint = "counts are at most a few million"
+            raise SpecError("E004", f"the number has {len(text)} digits", span, hint)
+        return int(text)
+
+    # declarations
+    def start(self, meta, *decls) -> s.Spec:
+        return s.Spec(tuple(decls))
+
+    def _decl(self, cls: type[_D], meta, name: Token, lbrace: Token, rest: tuple) -> _D:
+        *body, rbrace = rest
+        self.braces.append((lbrace, rbrace))
+        return cls(str(name), tuple(body), span=self._at(meta), name_span=_span(self.file, name))
+
+    def neuron(self, meta, name, lbrace, *rest) -> s.Neuron:
+        return self._decl(s.Neuron, meta, name, lbrace, rest)
+
+    def network(self, meta, name, lbrace, *rest) -> s.Network:
+        return self._decl(s.Network, meta, name, lbrace, rest)
+
+    # statements
+    def rank(self, meta, count) -> s.Rank:
+        return s.Rank(self._count(count), span=self._at(meta))
+
+    def assign(self, meta, target, expr) -> s.Assign:
+        return s.Assign(str(target), expr, span=self._at(meta))
+
+    def input(self, meta, width) -> s.Input:
+        return s.Input(self._count(width), span=self._at(meta))
+
+    def dense(self, meta, width) -> s.Dense:
+        return s.Dense(self._count(width), span=self._at(meta))
+
+    def dense_one(self, meta, width, name) -> s.Dense:
+        # One name is the activation when it is one, else the neuron.
+        if str(name) in s.ACTIVATIONS:
+            return s.Dense(self._count(width), activation=str(name), span=self._at(meta))
+        return s.Dense(self._count(width), neuron=str(name), span=self._at(meta))
+
+    def dense_two(self, meta, width, neuron, activation) -> s.Dense:
+        return s.Dense(self._count(width), str(neuron), str(activation), span=self._at(meta))
+
+    def task(self, meta, kind) -> s.Task:
+        return s.Task(str(kind), span=self._at(meta))
+
+    def task_count(self, meta, kind, classes) -> s.Task:
+        return s.Task(str(kind), self._count(classes), span=self._at(meta))
+
+    # expressions
+    def add(self, meta, left, right) -> s.BinOp:
+        return s.BinOp("+", left, right, span=self._at(meta))
+
+    def sub(self, meta, left, right) -> s.BinOp:
+        return s.BinOp("-", left, right, span=self._at(meta))
+
+    def mul(self, meta, left, right) -> s.BinOp:
+        return s.BinOp("*", left, right, span=self._at(meta))
+
+    def neg(self, meta, operand) -> s.Neg:
+        return s.Neg(operand, span=self._at(meta))
+
+    def pow(self, meta, base, exponent) -> s.Pow:
+        return s.Pow(base, exponent, span=self._at(meta))
+
+    def exponent(self, meta, number) -> float:
+        return float(number)
+
+    def neg_exponent(self, meta, number) -> float:
+        return -float(number)
+
+    def number(self, meta, number) -> s.Number:
+        return s.Number(float(number), span=self._at(meta))
+
+    def name(self, meta, name) -> s.Name:
+        return s.Name(str(name), span=self._at(meta))
+
+    def call(self, meta, func, *args) -> s.Call:
+        return s.Call(str(func), tuple(args), span=self._at(meta))
+
+    def inner(self, meta, weight, arg) -> s.Inner:
+        return s.Inner(str(weight), arg, span=self._at(meta))
+
+    def group(self, meta, expr):
+        return expr
+
+
+# --- comments ------------------------------------------------------------------------------
+#
+# Anchors are the places a comment can belong to, in source order: each declaration's header
+# (from `neuron` to `{`), each statement, each closing `}`. A comment at the end of an anchor's
+# last line trails it; a comment inside an anchor, or before one, leads it; a comment before
+# or just after a `}` closes that block; the rest trail the file.
+
+Position = tuple[int, int]
+Anchor = tuple[Position, Position, tuple[int, ...]]  # start, end, (decl,) or (decl, stmt)
+
+
+def _start(where: Any) -> Position:
+    """Where a `Span` or a lark `Token` starts."""
+    return (where.line, where.col if isinstance(where, Span) else where.column)
+
+
+def _end(where: Any) -> Position:
+    """Where a `Span` or a lark `Token` ends (exclusive)."""
+    return (where.end_line, where.end_col if isinstance(where, Span) else where.end_column)
+
+
+def _anchors(spec: s.Spec, braces: list[tuple[Token, Token]]) -> list[Anchor]:
+    anchors: list[Anchor] = []
+    for i, (decl, (lbrace, rbrace)) in enumerate(zip(spec.decls, braces, strict=True)):
+        anchors.append((_start(decl.span), _end(lbrace), (i,)))
+        anchors += [(_start(st.span), _end(st.span), (i, j)) for j, st in enumerate(decl.body)]
+        anchors.append((_start(rbrace), _end(rbrace), (i, -1)))
+    return anchors
+
+
+def _place(anchors: list[Anchor], at: Position) -> tuple[str, tuple[int, ...]]:
+    """Where a comment at `at` goes: ("trailing" | "leading", anchor key), or ("file", ())."""
+    ending_here = [a for a in anchors if a[1][0] == at[0] and a[1] <= at]
+    if ending_here:
+        return "trailing", ending_here[-1][2]
+    for start, end, key in anchors:
+        if start < at < end or at < start:
+            return "leading", key
+    return "file", ()
+
+
+def _attach_comments(
+    spec: s.Spec, braces: list[tuple[Token, Token]], tokens: list[Token]
+) -> s.Spec:
+    anchors = _anchors(spec, braces)
+    leading: dict[tuple[int, ...], list[str]] = {}
+    trailing: dict[tuple[int, ...], str] = {}
+    file_trailing: list[str] = []
+    for token in tokens:
+        text = str(token).rstrip()
+        where, key = _place(anchors, _start(token))
+        if where == "file":
+            file_trailing.append(text)
+        elif where == "trailing" and key[-1] != -1:  # a `}` keeps its comments above it
+            trailing[key] = text
+        else:
+            leading.setdefault(key, []).append(text)
+
+    def comments(key: tuple[int, ...]) -> s.Comments:
+        return s.Comments(tuple(leading.get(key, ())), trailing.get(key))
+
+    decls = []
+    for i, decl in enumerate(spec.decls):
+        body = tuple(replace(st, comments=comments((i, j))) for j, st in enumerate(decl.body))
+        closing = tuple(leading.get((i, -1), ()))
+        decls.append(replace(decl, body=body, comments=comments((i,)), closing=closing))  # type: ignore[arg-type]
+    return s.Spec(tuple(decls), tuple(file_trailing))
