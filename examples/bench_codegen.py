@@ -19,7 +19,6 @@ a test.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ if (ROOT / "nscompile").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from nscompile.compiler.pipeline import compile_text, to_torch  # noqa: E402
+from nscompile.learn.loader import load_file  # noqa: E402
 
 TD_SPEC = """\
 neuron td {
@@ -102,11 +102,7 @@ def compile_td_layer(workdir: Path) -> type[nn.Module]:
     source = to_torch(compile_text(TD_SPEC, "bench_td.ns"))
     path = workdir / "bench_td_model.py"
     path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("bench_td_model", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.TdLayer
+    return load_file(path).TdLayer
 
 
 @torch.no_grad()

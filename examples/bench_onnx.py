@@ -29,7 +29,6 @@ the machine's description. Targets are reported, never enforced: this is a comma
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -58,6 +57,7 @@ from nscompile.compiler.pipeline import (  # noqa: E402
     to_onnx,
     to_torch,
 )
+from nscompile.learn.loader import load_source  # noqa: E402
 from nscompile.learn.weights import initial_state  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
@@ -136,18 +136,6 @@ def measure(
 # ---------------------------------------------------------------------------------- helpers
 
 
-def import_generated(source: str, name: str):  # noqa: ANN201
-    """Import generated module source under `name`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name}.py"
-        path.write_text(source, encoding="utf-8")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module
-
-
 @dataclass
 class Deployed:
     """One network: the torch model (CPU, eval) and its ONNX file with the same weights."""
@@ -161,7 +149,7 @@ class Deployed:
 
 def deploy(label: str, compiled: Any, workdir: Path) -> Deployed:
     network = select_network(compiled, None)
-    module = import_generated(to_torch(compiled), f"bench_onnx_{network.name}")
+    module = load_source(to_torch(compiled))
     torch.manual_seed(SEED)
     model = module.build(network.name).eval()
     weights = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
@@ -209,7 +197,7 @@ def bench_emission(s: Settings, results: dict[str, Any]) -> None:
         network = select_network(compiled, None)
         source = to_torch(compiled)
         weights = initial_state(source, network.name, SEED)
-        module = import_generated(source, f"bench_export_{network.name}")
+        module = load_source(source)
         torch.manual_seed(SEED)
         model = module.build(network.name).eval()
         x = torch.randn(4, network.input_width)

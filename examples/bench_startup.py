@@ -33,11 +33,10 @@ TD = ROOT / "examples" / "td.ns"
 
 # The torch contender: argv = module path, output path, exporter ("dynamo" or "torchscript").
 TORCH_EXPORT = """
-import importlib.util, sys, warnings
+import sys, warnings
 import torch
-spec = importlib.util.spec_from_file_location("model", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+from nscompile.learn.loader import load_file
+module = load_file(sys.argv[1])
 torch.manual_seed(0)
 model = module.build().eval()
 x = torch.randn(2, model.in_features)
@@ -55,11 +54,10 @@ else:
 # Writes the generated module's initial state as .safetensors (the layout nscompile.learn.weights
 # reads): 8-byte little-endian header length, JSON header, raw float32 bytes.
 WRITE_WEIGHTS = """
-import importlib.util, json, sys
+import json, sys
 import torch
-spec = importlib.util.spec_from_file_location("model", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+from nscompile.learn.loader import load_file
+module = load_file(sys.argv[1])
 torch.manual_seed(0)
 header, chunks, offset = {}, [], 0
 for key, value in sorted(module.build().state_dict().items()):

@@ -9,7 +9,6 @@ followed by an import and an onnxruntime session.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from nscompile.compiler.pipeline import compile_file, to_onnx, to_torch
 from nscompile.errors import SpecError
+from nscompile.learn.loader import load_file
 from nscompile.learn.runtime import Session
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -27,10 +27,7 @@ def run(spec: Path, workdir: Path) -> None:
     compiled = compile_file(str(spec))
     path = workdir / f"{spec.stem}_model.py"
     path.write_text(to_torch(compiled), encoding="utf-8")
-    module_spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = load_file(path)
     for network in compiled.optimized.networks:
         torch.manual_seed(0)
         model = module.build(network.name)

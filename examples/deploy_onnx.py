@@ -20,7 +20,6 @@ and the largest absolute and relative difference; exits 1 if the relative differ
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -36,22 +35,12 @@ if (ROOT / "nscompile").is_dir() and str(ROOT) not in sys.path:
 
 from nscompile.compiler.pipeline import compile_file, select_network, to_torch  # noqa: E402
 from nscompile.errors import InputError, SpecError  # noqa: E402
+from nscompile.learn.loader import load_source  # noqa: E402
 from nscompile.learn.runtime import PROVIDERS, Session  # noqa: E402
 
 DEFAULT_SPEC = ROOT / "examples" / "td.ns"
 TOLERANCE = 1e-5
 SEED = 0
-
-
-def import_generated(source: str, directory: Path, name: str = "deploy_generated_model"):  # noqa: ANN201
-    """Import the generated module source as a module (written to `directory` first)."""
-    path = directory / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def checkout_env() -> dict[str, str]:
@@ -95,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        module = import_generated(to_torch(compiled), workdir)
+        module = load_source(to_torch(compiled))
         torch.manual_seed(SEED)
         model = module.build(network.name).eval()
         state_path, onnx_path = workdir / "state.pt", workdir / f"{network.name}.onnx"

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -14,28 +10,17 @@ import torch
 from nscompile.compiler.interpret import evaluate_neuron
 from nscompile.compiler.ir import NeuronIR
 from nscompile.compiler.pipeline import Compiled, compile_text, to_torch
-
-_counter = itertools.count()
-
-
-def import_source(source: str, directory: Path) -> ModuleType:
-    """Write generated source into `directory` and import it under a fresh module name."""
-    name = f"generated_{next(_counter)}"
-    path = directory / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from nscompile.learn.loader import load_source
 
 
-def compile_and_import(
-    text: str, directory: Path, file: str = "spec.ns"
-) -> tuple[Compiled, ModuleType]:
+def import_source(source: str) -> ModuleType:
+    """Import generated source the way the package does (`nscompile.learn.loader`)."""
+    return load_source(source)
+
+
+def compile_and_import(text: str, file: str = "spec.ns") -> tuple[Compiled, ModuleType]:
     compiled = compile_text(text, file)
-    return compiled, import_source(to_torch(compiled), directory)
+    return compiled, import_source(to_torch(compiled))
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

@@ -17,7 +17,7 @@ from nscompile.bench.run import Settings, forward_flops, parse_batches, run_benc
 from nscompile.cli.main import main
 from nscompile.compiler.pipeline import compile_file, compile_text, to_torch, to_torch_unfused
 from nscompile.errors import InputError
-from nscompile.learn.train.run import load_module
+from nscompile.learn.loader import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.ns"))
@@ -29,7 +29,7 @@ def _modules(example: Path, tmp_path: Path) -> tuple[object, object]:
     compiled = compile_file(str(example))
     (tmp_path / "gen.py").write_text(to_torch(compiled))
     (tmp_path / "ref.py").write_text(to_torch_unfused(compiled))
-    return load_module(tmp_path / "gen.py"), load_module(tmp_path / "ref.py")
+    return load_file(tmp_path / "gen.py"), load_file(tmp_path / "ref.py")
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)

@@ -149,5 +149,5 @@ CONSTANT_PARTS = [
 def test_constant_parts_of_an_input_compile_and_match_the_ir(tmp_path, y) -> None:
     from helpers import compile_and_import, layer_parity
 
-    compiled, module = compile_and_import(f"neuron q {{ y = {y} }}", tmp_path)
+    compiled, module = compile_and_import(f"neuron q {{ y = {y} }}")
     assert layer_parity(module.QLayer, compiled.lowered.neurons[0], 4, 3, 5, seed=0) < 1e-5

@@ -32,7 +32,7 @@ def test_examples_exist() -> None:
 
 
 def test_layers_match_unoptimised_ir(example: Path, tmp_path: Path) -> None:
-    compiled, module = compile_and_import(example.read_text(), tmp_path, example.name)
+    compiled, module = compile_and_import(example.read_text(), example.name)
     for neuron in compiled.lowered.neurons:
         layer_cls = getattr(module, class_name(neuron.name, "Layer"))
         for seed, (d, o, batch) in enumerate([(7, 5, 33), (1, 1, 1), (16, 9, 257)]):
@@ -41,7 +41,7 @@ def test_layers_match_unoptimised_ir(example: Path, tmp_path: Path) -> None:
 
 
 def test_networks_match_ir(example: Path, tmp_path: Path) -> None:
-    compiled, module = compile_and_import(example.read_text(), tmp_path, example.name)
+    compiled, module = compile_and_import(example.read_text(), example.name)
     for network in compiled.lowered.networks:
         torch.manual_seed(0)
         model = module.build(network.name)
@@ -55,7 +55,7 @@ def test_networks_match_ir(example: Path, tmp_path: Path) -> None:
 
 
 def test_gradients_flow_to_every_parameter(example: Path, tmp_path: Path) -> None:
-    _, module = compile_and_import(example.read_text(), tmp_path, example.name)
+    _, module = compile_and_import(example.read_text(), example.name)
     model = module.build()
     model(torch.randn(32, model.in_features)).square().mean().backward()
     for name, param in model.named_parameters():
@@ -65,7 +65,7 @@ def test_gradients_flow_to_every_parameter(example: Path, tmp_path: Path) -> Non
 
 def test_initial_outputs_have_moderate_scale(example: Path, tmp_path: Path) -> None:
     """Variance-preserving initialisation: no layer blows up or vanishes on N(0, 1) inputs."""
-    compiled, module = compile_and_import(example.read_text(), tmp_path, example.name)
+    compiled, module = compile_and_import(example.read_text(), example.name)
     torch.manual_seed(0)
     for neuron in compiled.lowered.neurons:
         layer = getattr(module, class_name(neuron.name, "Layer"))(64, 64)
@@ -156,7 +156,7 @@ def test_generated_module_imports_only_torch_and_math(example: Path) -> None:
 
 
 def test_float64_and_float32_agree_on_deep_network(tmp_path: Path) -> None:
-    _, module = compile_and_import((ROOT / "examples" / "deep.ns").read_text(), tmp_path)
+    _, module = compile_and_import((ROOT / "examples" / "deep.ns").read_text())
     model = module.build()
     x = torch.randn(128, model.in_features)
     with torch.no_grad():
@@ -172,7 +172,7 @@ def test_suspicious_but_allowed_names_stay_attributes(tmp_path: Path, capfd) -> 
         "neuron os {\n    y = <system, x> + <popen, sin(x)> * <eval_me, x> + b\n}\n"
         "network sys_net {\n    input 3\n    dense 4 os\n}\n"
     )
-    _, module = compile_and_import(text, tmp_path)
+    compiled, module = compile_and_import(text)
     model = module.build()
     assert {name for name, _ in model.named_parameters()} == {
         "layer1.system",
@@ -181,5 +181,5 @@ def test_suspicious_but_allowed_names_stay_attributes(tmp_path: Path, capfd) -> 
         "layer1.bias",
     }
     assert capfd.readouterr() == ("", "")
-    source = (tmp_path / f"{module.__name__}.py").read_text()
+    source = to_torch(compiled)
     assert "import os" not in source and "system(" not in source

@@ -49,8 +49,7 @@ def test_generated_layers_match_unoptimised_ir(spec) -> None:
     compiled = _compile(spec)
     compiled.optimized.verify()
     assert optimize(compiled.optimized).dump() == compiled.optimized.dump()
-    with tempfile.TemporaryDirectory() as tmp:
-        module = import_source(to_torch(compiled), Path(tmp))
+    module = import_source(to_torch(compiled))
     names = unique_class_names(
         [n.name for n in compiled.lowered.neurons] + [n.name for n in compiled.lowered.networks],
         {n.name: "Layer" for n in compiled.lowered.neurons},
@@ -67,7 +66,7 @@ def test_generated_networks_match_on_onnxruntime(spec) -> None:
     compiled = _compile(spec)
     network = compiled.optimized.networks[0]
     with tempfile.TemporaryDirectory() as tmp:
-        module = import_source(to_torch(compiled), Path(tmp))
+        module = import_source(to_torch(compiled))
         torch.manual_seed(next(_ids))
         model = module.build(network.name)
         state = {k: v.numpy() for k, v in model.state_dict().items()}
@@ -107,10 +106,8 @@ def test_generated_networks_match_the_unfused_compile_in_value_and_gradient(spec
     """Fusion, CSE and in-place accumulation (`addmm_`, `add_`) change nothing autograd sees."""
     compiled = _compile(spec)
     network = compiled.optimized.networks[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        fused = import_source(to_torch(compiled), Path(tmp))
-    with tempfile.TemporaryDirectory() as tmp:
-        unfused = import_source(to_torch_unfused(compiled), Path(tmp))
+    fused = import_source(to_torch(compiled))
+    unfused = import_source(to_torch_unfused(compiled))
     torch.manual_seed(next(_ids))
     model = fused.build(network.name).double()
     reference = unfused.build(network.name).double()

@@ -364,3 +364,38 @@ def test_commands_load_only_what_they_use(
     assert "nscompile.cli.main" in loaded
     heavy = sorted({m.split(".")[0] for m in loaded} & forbidden)
     assert not heavy, f"nscompile {' '.join(args)} loaded {heavy}"
+
+
+# What imports a file as a module; only LOADER may call these (strings too: a script that a test
+# runs as a subprocess holds its code in a string).
+IMPORT_CALLS = ("spec_from_file_location", "module_from_spec")
+
+
+def _loader_calls(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            names = [node.attr]
+        elif isinstance(node, ast.Name):
+            names = [node.id]
+        elif isinstance(node, ast.alias):
+            names = [node.name.rpartition(".")[2]]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [call for call in IMPORT_CALLS if call in node.value]
+        else:
+            names = []
+        where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
+        found += [f"{where}: {name}" for name in names if name in IMPORT_CALLS]
+    return found
+
+
+def test_only_the_loader_turns_source_into_modules() -> None:
+    files = [
+        *(p for p in sorted(PACKAGE.rglob("*.py")) if module_name(p) != LOADER),
+        *sorted((ROOT / "examples").rglob("*.py")),
+        *sorted((ROOT / "tests").glob("*.py")),
+    ]
+    assert LOADER in MODULES
+    bad = [call for path in files if path != Path(__file__) for call in _loader_calls(path)]
+    assert not bad, f"only {LOADER} may import generated source:\n" + "\n".join(bad)

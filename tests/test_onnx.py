@@ -27,7 +27,7 @@ GOLDEN = ROOT / "tests" / "golden"
 
 def export(text: str, tmp_path: Path, seed: int = 0) -> tuple[Path, torch.nn.Module]:
     """Compile `text`, write the ONNX model with the module's seeded weights; return both."""
-    compiled, module = compile_and_import(text, tmp_path)
+    compiled, module = compile_and_import(text)
     network = select_network(compiled, None)
     torch.manual_seed(seed)
     model = module.build(network.name)
@@ -133,7 +133,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def td_state(tmp_path: Path) -> Path:
-    compiled, module = compile_and_import((ROOT / "examples" / "td.ns").read_text(), tmp_path)
+    compiled, module = compile_and_import((ROOT / "examples" / "td.ns").read_text())
     path = tmp_path / "state.pt"
     torch.manual_seed(1)
     torch.save(module.build().state_dict(), path)

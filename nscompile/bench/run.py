@@ -60,7 +60,7 @@ from nscompile.compiler.pipeline import (
 from nscompile.errors import InputError, InternalError
 from nscompile.lang import syntax
 from nscompile.lang.parser import read_source
-from nscompile.learn.train.run import load_module
+from nscompile.learn.loader import load_file
 
 DEVICES = ("cpu", "cuda")
 MAX_BATCH = 1_000_000
@@ -161,8 +161,9 @@ def run_bench(
 
 
 def _build(source: str, path: Path) -> Any:
+    # A file that lives as long as the benchmark: torch.compile and the exporter may read it.
     path.write_text(source, encoding="utf-8")
-    return load_module(path)
+    return load_file(path)
 
 
 # ------------------------------------------------------------------------------------ compile

@@ -24,9 +24,10 @@ from torch import nn
 
 from nscompile.errors import InputError
 from nscompile.learn.data import Table, label_text, load_table
+from nscompile.learn.loader import load_file
 from nscompile.learn.preprocess import Preprocess
 from nscompile.learn.runtime import Session
-from nscompile.learn.train import load_module, metrics
+from nscompile.learn.train import metrics
 from nscompile.learn.train.core import split_rows
 
 PREPROCESS_FILE = "preprocess.json"
@@ -90,7 +91,7 @@ class RunModel:
             ) from None
         self.preprocess = read_preprocess(self.run_dir)
         try:
-            network = load_module(self.run_dir / "model.py").build(network_name)
+            network = load_file(self.run_dir / "model.py").build(network_name)
             state = torch.load(self.run_dir / "weights.pt", weights_only=True)
         except OSError as error:
             raise InputError(

@@ -25,14 +25,7 @@ to `check_estimator` / `parametrize_with_checks`): see `EXPECTED_FAILED_CHECKS`.
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
-import os
-import tempfile
-import threading
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -46,10 +39,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from nscompile.compiler.pipeline import compile_text, to_torch
 from nscompile.errors import InputError, SpecError
 from nscompile.lang import syntax
-from nscompile.lang.parser import parse, read_source
+from nscompile.lang.parser import parse
 from nscompile.lang.structure import network_for
 from nscompile.lang.unparse import unparse
 from nscompile.learn.data import Encoding, Table
+from nscompile.learn.loader import load_source, spec_source
 from nscompile.learn.train.core import Protocol, fit_seed
 
 # Used when `spec=None` and `search=False`: pure orders 1 and 2.
@@ -73,9 +67,6 @@ EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
     },
 }
 
-_MODULES: dict[str, ModuleType] = {}
-_MODULES_LOCK = threading.Lock()
-
 
 def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     """The checks `estimator` is expected to fail in a small configuration, with reasons.
@@ -84,24 +75,6 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     `parametrize_with_checks([...], expected_failed_checks=expected_failed_checks)`.
     """
     return dict(EXPECTED_FAILED_CHECKS.get(getattr(estimator, "_task", ""), {}))
-
-
-def _load_module(source: str) -> ModuleType:
-    """Import generated `source` (cached by its hash), as `nscompile/learn/weights.py` does."""
-    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:20]
-    with _MODULES_LOCK:
-        if digest in _MODULES:
-            return _MODULES[digest]
-        name = f"nscompile_estimator_model_{digest}"
-        with tempfile.TemporaryDirectory() as directory:
-            path = Path(directory) / f"{name}.py"
-            path.write_text(source, encoding="utf-8")
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        _MODULES[digest] = module
-        return module
 
 
 @functools.lru_cache(maxsize=32)
@@ -114,17 +87,7 @@ def _spec_text(spec: object) -> tuple[str, str]:
     """`spec` (None, a path, spec text or a Spec AST) -> (text, file name for messages)."""
     if spec is None:
         return DEFAULT_NEURON, "<default>"
-    if isinstance(spec, syntax.Spec):
-        return unparse(spec), "<ast>"
-    if isinstance(spec, os.PathLike):
-        return read_source(os.fspath(spec)), os.fspath(spec)
-    if isinstance(spec, str):
-        if "{" in spec:
-            return spec, "<string>"
-        return read_source(spec), spec  # SpecError E003 when there is no such file
-    raise ValueError(
-        f"spec must be a path, spec text or a nscompile.lang.syntax.Spec, got {type(spec).__name__}"
-    )
+    return spec_source(spec)  # type: ignore[arg-type]  (ValueError for any other type)
 
 
 def _seed(random_state: object) -> int:
@@ -332,7 +295,7 @@ class _TaskNetBase(BaseEstimator):
             source = _compile(text, file)
         except SpecError as error:
             raise ValueError(error.render(text)) from error
-        module = _load_module(source)
+        module = load_source(source)
 
         classification = self._task == "classification"
         train_rows, val_rows = _validation_rows(
@@ -379,7 +342,7 @@ class _TaskNetBase(BaseEstimator):
         if "_model" not in self.__dict__:
             if "state_dict_" not in self.__dict__:
                 raise NotFittedError(f"this {type(self).__name__} is not fitted yet")
-            model = _load_module(self.module_source_).build(self.network_)
+            model = load_source(self.module_source_).build(self.network_)
             model.load_state_dict({k: torch.from_numpy(v) for k, v in self.state_dict_.items()})
             model.eval()
             self._model = model

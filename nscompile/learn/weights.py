@@ -7,17 +7,16 @@ reading a .safetensors file does not, and importing torch takes longer than emit
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from nscompile.errors import InputError
+from nscompile.learn.loader import load_source
 
 # safetensors dtype codes (https://github.com/huggingface/safetensors, format section).
 # BF16 has no NumPy type: its bits are the upper half of a float32 and are widened below.
@@ -120,13 +119,7 @@ def initial_state(source: str, network: str, seed: int) -> dict[str, np.ndarray]
     """The state dict of `build(network)` from generated `source`, initialised with `seed`."""
     import torch
 
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "nscompile_generated_model.py"
-        path.write_text(source, encoding="utf-8")
-        spec = importlib.util.spec_from_file_location("nscompile_generated_model", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    module = load_source(source)
     torch.manual_seed(seed)
     model = module.build(network)
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}

@@ -7,6 +7,6 @@ Nothing here imports the structure search.
 """
 
 from nscompile.learn.train.core import Diverged, Protocol, metrics
-from nscompile.learn.train.run import BASELINES, RunResult, load_module, train_run
+from nscompile.learn.train.run import BASELINES, RunResult, train_run
 
-__all__ = ["BASELINES", "Diverged", "Protocol", "RunResult", "load_module", "metrics", "train_run"]
+__all__ = ["BASELINES", "Diverged", "Protocol", "RunResult", "metrics", "train_run"]

@@ -14,17 +14,13 @@ rows (`nscompile.learn.deploy_onnx`); `nscompile.learn.deploy.load_run` is the s
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import io
-import itertools
 import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -35,6 +31,7 @@ from nscompile.errors import InputError
 from nscompile.files import write_atomic
 from nscompile.learn.data import Supervised
 from nscompile.learn.deploy_onnx import deployable
+from nscompile.learn.loader import load_source
 from nscompile.learn.preprocess import Preprocess
 from nscompile.learn.train.core import (
     MLP,
@@ -50,7 +47,6 @@ from nscompile.learn.train.core import (
 
 BASELINES = ("mlp", "mlp-params")
 FORMAT = 2  # 2: model.onnx takes raw rows; preprocess.json
-_counter = itertools.count()
 
 # progress(model, seed, epoch, epochs); hook(model, seed, epoch) runs after each saved epoch.
 ProgressFn = Callable[[str, int, int, int], None]
@@ -61,20 +57,6 @@ HookFn = Callable[[str, int, int], None]
 class RunResult:
     path: Path
     metrics: dict[str, Any]
-
-
-def load_module(path: Path) -> ModuleType:
-    """Import a generated model.py under a fresh module name."""
-    name = f"nscompile_run_model_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def spec_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def run_sha256(run_dir: Path) -> str | None:
@@ -210,7 +192,7 @@ def train_run(
             f"the target '{data.target_name}' of {data.name} has {data.classes} classes"
         )
     run_dir = Path(run_dir)
-    sha = spec_sha256(spec_text)
+    sha = compiled.lowered.source_sha256
     identity = {
         "format": FORMAT,
         "sha256": sha,
@@ -234,7 +216,7 @@ def train_run(
     write_atomic(work / "model.py", source)
     for name, text in (extra_files or {}).items():
         write_atomic(work / name, text)
-    module = load_module(work / "model.py")
+    module = load_source(source)
 
     hidden = [layer.out_features for layer in net.layers[:-1]]
     activations = [layer.activation for layer in net.layers[:-1]]
