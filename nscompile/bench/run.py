@@ -59,6 +59,7 @@ from nscompile.compiler.pipeline import (
 )
 from nscompile.errors import InputError, InternalError
 from nscompile.lang import syntax
+from nscompile.lang.naming import layer_key
 from nscompile.lang.parser import read_source
 from nscompile.learn.loader import load_file
 
@@ -147,11 +148,11 @@ def run_bench(
             if layer.neuron is None or key in seen:
                 continue
             seen.add(key)
-            log(f"layer{index}: {layer.neuron} {layer.in_features} -> {layer.out_features}")
+            log(f"{layer_key(index)}: {layer.neuron} {layer.in_features} -> {layer.out_features}")
             neuron = next(n for n in compiled.optimized.neurons if n.name == layer.neuron)
             layers = {
-                "generated": getattr(model, f"layer{index}"),
-                "unfused": getattr(reference, f"layer{index}"),
+                "generated": getattr(model, layer_key(index)),
+                "unfused": getattr(reference, layer_key(index)),
             }
             report["layers"].append(
                 _bench_layer(compiled, neuron, layer, index, layers, settings, work)
@@ -233,7 +234,7 @@ def _bench_layer(
         module.to(device)
     parity = _parity(modules["generated"], modules["unfused"], d, device)
     if parity > 1e-4:
-        raise InternalError(f"layer{index}: the unfused reference differs by {parity:.3g}")
+        raise InternalError(f"{layer_key(index)}: the unfused reference differs by {parity:.3g}")
     sessions = _sessions(compiled, layer, modules["generated"], s, work, skipped)
     runs: list[dict[str, Any]] = []
     for batch in s.batches:
@@ -257,7 +258,7 @@ def _bench_layer(
     largest = max(s.batches)
     x = torch.randn(largest, d, device=device)
     return {
-        "layer": f"layer{index}",
+        "layer": layer_key(index),
         "neuron": layer.neuron,
         "in_features": d,
         "out_features": o,
@@ -302,7 +303,7 @@ def _sessions(
         classes=None,
         summary=f"{layer.neuron} layer",
     )
-    weights = {f"layer1.{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    weights = {layer_key(1, k): v.detach().cpu().numpy() for k, v in module.state_dict().items()}
     path = work / f"{layer.neuron}_{layer.in_features}_{layer.out_features}.onnx"
     path.write_bytes(emit_onnx(compiled.optimized, one, weights).SerializeToString())
     sessions: dict[str, Any] = {}

@@ -122,6 +122,8 @@ def _predictions(session, table, first_row: int, target: str | None):  # noqa: A
     """(header, CSV rows) for one chunk of the data."""
     import numpy as np
 
+    from nscompile.learn.probabilities import softmax
+
     if session.preprocess is not None:
         out = session.answers(table, first_row)
         if "label" in out:
@@ -134,8 +136,7 @@ def _predictions(session, table, first_row: int, target: str | None):  # noqa: A
         return ["prediction"], [[f"{v:.7g}"] for v in out["prediction"][:, 0]]
     predictions = session.run(_features_for(table, session.input_width, target))
     if session.metadata.get("nscompile.task") == "classification":
-        shifted = np.exp(predictions - predictions.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        probs = softmax(predictions)
         header = ["class"] + [f"prob_{i}" for i in range(probs.shape[1])]
         return header, [[str(int(np.argmax(p)))] + [f"{v:.6g}" for v in p] for p in probs]
     width = predictions.shape[1]

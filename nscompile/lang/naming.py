@@ -150,3 +150,13 @@ class Namer:
             candidate, n = f"{base}_{n}", n + 1
         self.taken.add(candidate)
         return candidate
+
+
+def layer_key(index: int, parameter: str | None = None) -> str:
+    """The name of a network's `index`-th layer (from 1) in generated code: the attribute
+    `layer{index}`, or with `parameter` its state-dict key `layer{index}.{parameter}`.
+
+    The torch module, the ONNX initializers, the IR evaluator and saved weights all use it.
+    """
+    name = f"layer{index}"
+    return name if parameter is None else f"{name}.{parameter}"

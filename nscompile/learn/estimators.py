@@ -44,6 +44,7 @@ from nscompile.lang.structure import network_for
 from nscompile.lang.unparse import unparse
 from nscompile.learn.data import Encoding, Table
 from nscompile.learn.loader import load_source, spec_source
+from nscompile.learn.probabilities import log_softmax, softmax
 from nscompile.learn.train.core import Protocol, fit_seed
 
 # Used when `spec=None` and `search=False`: pure orders 1 and 2.
@@ -448,15 +449,10 @@ class TaskNetClassifier(ClassifierMixin, _TaskNetBase):
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        logits = self._outputs(X)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return softmax(self._outputs(X))
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        logits = self._outputs(X)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return log_softmax(self._outputs(X))
 
     def predict(self, X: Any) -> np.ndarray:
         codes = self._outputs(X).argmax(axis=1)

@@ -23,6 +23,7 @@ from torch import nn
 
 from nscompile.errors import InputError
 from nscompile.files import write_atomic
+from nscompile.learn.probabilities import log_softmax
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,7 @@ def metrics(task: str, outputs: np.ndarray, target: np.ndarray) -> dict[str, flo
         var = float(np.var(y))
         return {"loss": mse, "mse": mse, "r2": 1.0 - mse / var if var > 0 else 0.0}
     y = np.asarray(target).astype(np.int64)
-    shifted = out - out.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_probs = log_softmax(out)
     loss = float(-np.mean(log_probs[np.arange(len(y)), y]))
     pred = out.argmax(axis=1)
     f1s = []
