@@ -16,7 +16,7 @@ import pytest
 from nscompile.cli.main import main
 from nscompile.learn.data import load_table, supervised
 from nscompile.learn.deploy import load_run
-from nscompile.learn.train.core import split_rows
+from nscompile.learn.train.split import split_rows
 
 
 def spec(inputs: int, outputs: int, task: str) -> str:

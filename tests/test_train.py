@@ -14,7 +14,8 @@ from nscompile.errors import InputError
 from nscompile.lang.unparse import unparse
 from nscompile.learn.data import load_table, supervised
 from nscompile.learn.train import Diverged, Protocol, train_run
-from nscompile.learn.train.core import matched_widths, mlp_parameters, split_rows
+from nscompile.learn.train.core import matched_widths, mlp_parameters
+from nscompile.learn.train.split import split_rows
 
 SPEC = """
 neuron td {

@@ -54,7 +54,7 @@ from nscompile.lang.unparse import unparse
 from nscompile.learn.data import load_table, supervised
 from nscompile.learn.search import search
 from nscompile.learn.train import Protocol, train_run
-from nscompile.learn.train.core import split_rows
+from nscompile.learn.train.split import split_rows
 
 DATASETS = {
     "phoneme": "keel:phoneme",

@@ -28,7 +28,7 @@ from nscompile.learn.loader import load_file
 from nscompile.learn.preprocess import Preprocess
 from nscompile.learn.runtime import Session
 from nscompile.learn.train import metrics
-from nscompile.learn.train.core import split_rows
+from nscompile.learn.train.split import split_rows
 
 PREPROCESS_FILE = "preprocess.json"
 

@@ -1,4 +1,4 @@
-"""The training protocol (DESIGN §7): splits, standardisation, metrics and one seed's training.
+"""The training protocol (DESIGN §7): metrics and one seed's training (splits: `split`).
 
 Protocol (NeuronSeek's public one): features standardised with the training split's statistics,
 test 20% and validation 10% of the rows (stratified for classification, drawn with the seed),
@@ -10,7 +10,6 @@ with the training split's mean and std too, so every MSE here is in units of the
 from __future__ import annotations
 
 import copy
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -22,8 +21,8 @@ import torch
 from torch import nn
 
 from nscompile.errors import InputError
-from nscompile.files import write_atomic
 from nscompile.learn.probabilities import log_softmax
+from nscompile.learn.train.checkpoint import Optimiser, TrainingState, resume, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -52,47 +51,6 @@ class Diverged(InputError):
             hint="try a lower learning rate (--lr)",
         )
         self.epoch = epoch
-
-
-@dataclass(frozen=True)
-class Split:
-    """Row indices of the three parts."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-    def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
-
-
-def split_rows(
-    target: np.ndarray, task: str, seed: int, test: float = 0.2, val: float = 0.1
-) -> Split:
-    """A seeded split; per class (stratified) for classification."""
-    rng = np.random.default_rng(seed)
-    groups = (
-        [np.flatnonzero(target == c) for c in np.unique(target)]
-        if task == "classification"
-        else [np.arange(len(target))]
-    )
-    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for rows in groups:
-        rows = rng.permutation(rows)
-        n_test = int(round(len(rows) * test))
-        n_val = int(round(len(rows) * val))
-        while len(rows) - n_test - n_val < 1 and n_test + n_val > 0:
-            if n_val >= n_test:
-                n_val -= 1
-            else:
-                n_test -= 1
-        parts["test"].append(rows[:n_test])
-        parts["val"].append(rows[n_test : n_test + n_val])
-        parts["train"].append(rows[n_test + n_val :])
-    split = Split(*(np.sort(np.concatenate(parts[k])) for k in ("train", "val", "test")))
-    if len(split.val) == 0 or len(split.test) == 0:
-        raise InputError(f"{len(target)} rows are too few for a train/validation/test split")
-    return split
 
 
 def metrics(task: str, outputs: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -146,12 +104,39 @@ class SeedRun:
 
 
 EpochHook = Callable[[int], None]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    write_atomic(path, buffer.getvalue())
+def _loss_function(task: str) -> LossFn:
+    if task == "classification":
+        return nn.functional.cross_entropy
+    return lambda out, y: nn.functional.mse_loss(out[:, 0], y)
+
+
+def _train_epoch(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    loss_fn: LossFn,
+    opt: Optimiser,
+    batch_size: int,
+) -> float | None:
+    """One pass over the shuffled training rows; the mean loss, or None once it is not finite."""
+    x_train, y_train = train
+    rows = len(x_train)
+    model.train()
+    order = torch.randperm(rows, generator=opt.generator)
+    total = 0.0
+    for first in range(0, rows, batch_size):
+        batch = order[first : first + batch_size]
+        loss = loss_fn(model(x_train[batch]), y_train[batch])
+        if not torch.isfinite(loss):
+            return None
+        opt.optimizer.zero_grad()
+        loss.backward()
+        opt.optimizer.step()
+        total += float(loss.detach()) * len(batch)
+    opt.schedule.step()
+    return total / rows
 
 
 def fit_seed(
@@ -171,85 +156,36 @@ def fit_seed(
     an interruption there (KeyboardInterrupt) loses nothing. Raises Diverged on a NaN loss, with
     the model holding the best state so far and the checkpoint left at the last good epoch.
     """
-    x_train, y_train = (torch.from_numpy(a) for a in train)
-    x_val, y_val = val
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = (
-        nn.functional.cross_entropy
-        if task == "classification"
-        else (lambda out, y: nn.functional.mse_loss(out[:, 0], y))
-    )
-    generator = torch.Generator().manual_seed(seed)
+    tensors = (torch.from_numpy(train[0]), torch.from_numpy(train[1]))
+    loss_fn = _loss_function(task)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=protocol.epochs)
-    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_metric": []}
-    best_loss, best_epoch, stale, start = math.inf, 0, 0, 0
-    best_state = copy.deepcopy(model.state_dict())
+    opt = Optimiser(optimizer, schedule, torch.Generator().manual_seed(seed))
     if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        generator.set_state(saved["generator"])
-        history, best_state = saved["history"], saved["best_state"]
-        best_loss, best_epoch, stale, start = (
-            saved["best_loss"],
-            saved["best_epoch"],
-            saved["stale"],
-            saved["epoch"],
-        )
-    epoch = start
-    rows = len(x_train)
-    for epoch in range(start, protocol.epochs):
-        if stale >= protocol.patience:
-            break
-        model.train()
-        order = torch.randperm(rows, generator=generator)
-        total = 0.0
-        for first in range(0, rows, protocol.batch_size):
-            batch = order[first : first + protocol.batch_size]
-            loss = loss_fn(model(x_train[batch]), y_train[batch])
-            if not torch.isfinite(loss):
-                model.load_state_dict(best_state)
-                raise Diverged(epoch + 1, what)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(batch)
-        schedule.step()
-        scores = metrics(task, predict(model, x_val), y_val)
-        if not math.isfinite(scores["loss"]):
-            model.load_state_dict(best_state)
-            raise Diverged(epoch + 1, what)
-        history["train_loss"].append(total / rows)
-        history["val_loss"].append(scores["loss"])
-        history["val_metric"].append(scores[main_metric(task)])
-        if scores["loss"] < best_loss:
-            best_loss, best_epoch, stale = scores["loss"], epoch + 1, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
+        progress = resume(checkpoint, model, opt)
+    else:
+        history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_metric": []}
+        progress = TrainingState(history, copy.deepcopy(model.state_dict()))
+    while progress.epoch < protocol.epochs and progress.stale < protocol.patience:
+        train_loss = _train_epoch(model, tensors, loss_fn, opt, protocol.batch_size)
+        scores = metrics(task, predict(model, val[0]), val[1]) if train_loss is not None else None
+        if scores is None or not math.isfinite(scores["loss"]):
+            model.load_state_dict(progress.best_state)
+            raise Diverged(progress.epoch + 1, what)
+        progress.record(model, train_loss, scores["loss"], scores[main_metric(task)])
         if checkpoint is not None:
-            _save(
-                checkpoint,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "generator": generator.get_state(),
-                    "history": history,
-                    "best_state": best_state,
-                    "best_loss": best_loss,
-                    "best_epoch": best_epoch,
-                    "stale": stale,
-                    "epoch": epoch + 1,
-                },
-            )
+            save_checkpoint(checkpoint, model, opt, progress)
         if on_epoch is not None:
-            on_epoch(epoch + 1)
-    model.load_state_dict(best_state)
-    return SeedRun(best_state, history, best_epoch, len(history["train_loss"]))
+            on_epoch(progress.epoch)
+    model.load_state_dict(progress.best_state)
+    return SeedRun(
+        progress.best_state,
+        progress.history,
+        progress.best_epoch,
+        len(progress.history["train_loss"]),
+    )
 
 
 _ACTIVATION_MODULES: dict[str, type[nn.Module]] = {

@@ -42,8 +42,8 @@ from nscompile.learn.train.core import (
     metrics,
     parameter_count,
     predict,
-    split_rows,
 )
+from nscompile.learn.train.split import split_rows
 
 BASELINES = ("mlp", "mlp-params")
 FORMAT = 2  # 2: model.onnx takes raw rows; preprocess.json
