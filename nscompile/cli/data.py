@@ -11,7 +11,6 @@ import contextlib
 import csv
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from nscompile.compiler.pipeline import front_end
 from nscompile.errors import InputError
@@ -46,34 +45,6 @@ def add_synthetic_options(parser: argparse.ArgumentParser) -> None:
         "--classes", type=int, default=0, metavar="C",
         help="synthetic: C quantile classes (2..20) instead of a regression target (0)",
     )  # fmt: skip
-
-
-def run_search(data, seeds: tuple[int, ...], options: dict[str, Any]):  # noqa: ANN001, ANN201
-    """`nscompile.learn.search.search` on supervised data, with a progress bar on a terminal."""
-    from nscompile.learn.progress import Progress
-    from nscompile.learn.search import search
-
-    bar: Progress | None = None
-
-    def progress(done: int, total: int, seed: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progress(total * len(seeds), f"search {data.name}")
-        bar.advance()
-
-    try:
-        return search(
-            data.features,
-            data.target,
-            seeds=seeds,
-            progress=progress,
-            task=data.task,
-            name=data.name,
-            **options,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _emit(text: str, output: str | None) -> int:
@@ -148,6 +119,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import json
 
     from nscompile.learn.data import load_table, supervised
+    from nscompile.learn.fit import search_spec
 
     for flag, value, high in (
         ("--max-order", args.max_order, MAX_ORDER),
@@ -171,7 +143,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     options = {"max_order": args.max_order, "rank": args.rank}
     if args.epochs is not None:
         options["epochs"] = args.epochs
-    result = run_search(data, seeds, options)
+    result = search_spec(data.features, data.target, data.task, seeds, data.name, options)
     text = unparse(result.spec)
     front_end(text, args.output or "<search>")  # what we write must compile
     structure = result.structure

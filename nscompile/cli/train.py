@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nscompile.cli.data import add_synthetic_options, bounded_int, run_search
+from nscompile.cli.data import add_synthetic_options, bounded_int
 from nscompile.errors import InputError
 from nscompile.files import check_writable
 from nscompile.lang.syntax import MAX_ORDER
@@ -172,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from nscompile.learn.data import load_table
-    from nscompile.learn.deploy import evaluate, load_run
+    from nscompile.learn.deploy import check_agreement, evaluate, load_run
 
     model = load_run(args.run_dir)
     table = load_table(args.data, text=model.preprocess.encoding.text)
@@ -182,15 +182,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"onnxruntime: {_fmt(result.onnx)}")
     print(f"torch:       {_fmt(result.torch)}")
     print(f"onnxruntime vs torch: relative difference of the outputs {result.difference:.3g}")
-    if result.difference > 1e-4:
-        raise InputError(f"onnxruntime and torch disagree by {result.difference:.3g}")
+    check_agreement(result.difference)
     return 0
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from nscompile.compiler.pipeline import front_end
-    from nscompile.lang.unparse import unparse
-    from nscompile.learn.deploy import evaluate, load_run
+    from nscompile.learn.deploy import check_agreement
+    from nscompile.learn.fit import fit_run
 
     run_dir = Path(args.output)
     if run_dir.is_dir() and any(run_dir.iterdir()) and not (args.overwrite or args.resume):
@@ -203,11 +201,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"max_order": args.max_order}
     if args.search_epochs is not None:
         options["epochs"] = args.search_epochs
-    found = run_search(data, seeds, options)
-    spec_text = unparse(found.spec)
-    front_end(spec_text, "spec.ns")
-    result = _train(args, spec_text, "spec.ns", data, extra={"spec.ns": spec_text})
-    diff = evaluate(load_run(result.path), table).difference
+    fitted = fit_run(
+        data, table, seeds, options, lambda text, file, extra: _train(args, text, file, data, extra)
+    )
+    found, result, diff = fitted.found, fitted.run, fitted.difference
     structure = found.structure
     lines = [
         f"structure: pure {structure['pure']}, interact {structure['interact']}, "
@@ -219,6 +216,5 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"predict from raw rows: nscompile run {result.path / 'model.onnx'} DATA -o out.csv",
     ]
     print("\n".join(lines))
-    if diff > 1e-4:
-        raise InputError(f"onnxruntime and torch disagree by {diff:.3g}")
+    check_agreement(diff)
     return 0

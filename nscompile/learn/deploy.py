@@ -31,6 +31,9 @@ from nscompile.learn.train import metrics
 from nscompile.learn.train.split import split_rows
 
 PREPROCESS_FILE = "preprocess.json"
+#: The largest relative difference between onnxruntime's and torch's outputs (`Evaluation`'s
+#: `difference`) at which a run's two engines still agree.
+AGREEMENT = 1e-4
 
 
 class DeployedModule(nn.Module):
@@ -185,6 +188,12 @@ def evaluate(
     diff = float(np.max(np.abs(engines["onnx"][key] - reference))) / scale if len(y) else 0.0
     scores = {k: _score(pre, out, y, codes) for k, out in engines.items()}
     return Evaluation(len(y), name, scores["onnx"], scores["torch"], diff)
+
+
+def check_agreement(difference: float) -> None:
+    """Raise InputError when onnxruntime and torch disagree by more than `AGREEMENT`."""
+    if difference > AGREEMENT:
+        raise InputError(f"onnxruntime and torch disagree by {difference:.3g}")
 
 
 def _codes(pre: Preprocess, y: np.ndarray, name: str) -> np.ndarray:

@@ -38,7 +38,8 @@ class Scaler:
         std = np.where(std > 1e-12, std, 1.0)
         if task == "regression":
             t_std = float(target.std())
-            return Scaler(features.mean(axis=0), std, float(target.mean()), t_std or 1.0)
+            t_std = t_std if t_std > 1e-12 else 1.0  # as the features: rounding noise is not spread
+            return Scaler(features.mean(axis=0), std, float(target.mean()), t_std)
         return Scaler(features.mean(axis=0), std)
 
     def features(self, x: np.ndarray) -> np.ndarray:
