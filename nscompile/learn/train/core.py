@@ -14,7 +14,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from torch import nn
 from nscompile.errors import InputError
 from nscompile.learn.probabilities import log_softmax
 from nscompile.learn.train.checkpoint import Optimiser, TrainingState, resume, save_checkpoint
+
+if TYPE_CHECKING:
+    from nscompile.compiler.ir import NetworkIR
 
 
 @dataclass(frozen=True)
@@ -255,3 +259,34 @@ def matched_widths(inputs: int, hidden: list[int], outputs: int, target: int) ->
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@dataclass(frozen=True)
+class RunModels:
+    """What a run trains, by key ("spec" and each baseline): how to build each, its widths."""
+
+    factories: dict[str, Callable[[], nn.Module]]
+    widths: dict[str, list[int]]
+    activations: list[str]  # the spec network's hidden activations, the baselines' too
+
+
+def run_models(
+    module: ModuleType, net: NetworkIR, task: str, width: int, baselines: Sequence[str]
+) -> RunModels:
+    """The spec's network (from its generated `module`) and the baselines asked for: an MLP of
+    the same hidden widths (`mlp`) or of about the same parameter count (`mlp-params`), with the
+    network's activations. Seeds torch's global generator (0) to count the parameters."""
+    outputs = net.layers[-1].out_features
+    hidden = [layer.out_features for layer in net.layers[:-1]]
+    activations = [layer.activation for layer in net.layers[:-1]]
+    torch.manual_seed(0)
+    spec_params = parameter_count(module.build(net.name))
+    factories: dict[str, Callable[[], nn.Module]] = {"spec": lambda: module.build(net.name)}
+    widths: dict[str, list[int]] = {"spec": hidden}
+    if "mlp" in baselines:
+        widths["mlp"] = hidden
+    if "mlp-params" in baselines:
+        widths["mlp-params"] = matched_widths(width, hidden, outputs, spec_params)
+    for name in baselines:
+        factories[name] = lambda w=widths[name]: MLP(width, w, outputs, task, activations)
+    return RunModels(factories, widths, activations)

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,14 +34,14 @@ from nscompile.learn.loader import load_source
 from nscompile.learn.preprocess import Preprocess, Scaler
 from nscompile.learn.train import rundir
 from nscompile.learn.train.core import (
-    MLP,
     Diverged,
     Protocol,
+    RunModels,
     fit_seed,
-    matched_widths,
     metrics,
     parameter_count,
     predict,
+    run_models,
 )
 from nscompile.learn.train.record import FORMAT, Trained, run_metrics
 from nscompile.learn.train.split import Split, split_rows
@@ -62,15 +61,6 @@ Part = tuple[np.ndarray, np.ndarray]  # (inputs, target) of a split's part
 class RunResult:
     path: Path
     metrics: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class _Models:
-    """What a run trains, by key ("spec" and each baseline): how to build each, its widths."""
-
-    factories: dict[str, Callable[[], torch.nn.Module]]
-    widths: dict[str, list[int]]
-    activations: list[str]  # the spec network's hidden activations, the baselines' too
 
 
 def _checked_settings(
@@ -114,25 +104,6 @@ def _check_network(net: NetworkIR, data: Supervised) -> None:
             f"network '{net.name}' has {outputs} outputs; "
             f"the target '{data.target_name}' of {data.name} has {data.classes} classes"
         )
-
-
-def _models(module: ModuleType, net: NetworkIR, data: Supervised, baselines: list[str]) -> _Models:
-    """The spec's network and the baselines asked for (an MLP of the same widths, or of about
-    the same parameter count), with the network's activations."""
-    width, outputs = data.features.shape[1], net.layers[-1].out_features
-    hidden = [layer.out_features for layer in net.layers[:-1]]
-    activations = [layer.activation for layer in net.layers[:-1]]
-    torch.manual_seed(0)
-    spec_params = parameter_count(module.build(net.name))
-    factories: dict[str, Callable[[], torch.nn.Module]] = {"spec": lambda: module.build(net.name)}
-    widths: dict[str, list[int]] = {"spec": hidden}
-    if "mlp" in baselines:
-        widths["mlp"] = hidden
-    if "mlp-params" in baselines:
-        widths["mlp-params"] = matched_widths(width, hidden, outputs, spec_params)
-    for name in baselines:
-        factories[name] = lambda w=widths[name]: MLP(width, w, outputs, data.task, activations)
-    return _Models(factories, widths, activations)
 
 
 def _standardised(data: Supervised, split: Split, scaler: Scaler) -> dict[str, Part]:
@@ -210,7 +181,7 @@ def _train_model(
 def _train_all(
     data: Supervised,
     net: NetworkIR,
-    models: _Models,
+    models: RunModels,
     fitted: dict[int, tuple[Split, Preprocess]],
     protocol: Protocol,
     checkpoints: Path,
@@ -303,7 +274,7 @@ def train_run(
     write_atomic(work / "model.py", source)
     for name, text in (extra_files or {}).items():
         write_atomic(work / name, text)
-    models = _models(load_source(source), net, data, baseline_list)
+    models = run_models(load_source(source), net, data.task, data.features.shape[1], baseline_list)
 
     start = time.perf_counter()
     checkpoints = work / rundir.CHECKPOINTS
