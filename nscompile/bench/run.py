@@ -32,23 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sympy as sp
 import torch
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul
 from torch import nn
 
 from nscompile.bench import timing as benchkit
 from nscompile.compiler.emit_onnx import emit_onnx
 from nscompile.compiler.emit_torch import emit_torch
+from nscompile.compiler.flops import forward_flops
 from nscompile.compiler.ir import (
-    BATCH,
-    IN,
-    OUT,
-    Apply,
     LayerIR,
     NetworkIR,
     NeuronIR,
-    product_factors,
 )
 from nscompile.compiler.pipeline import (
     Compiled,
@@ -464,37 +458,6 @@ def _tn_arg(node: syntax.Expr) -> str:
     if isinstance(node, syntax.Call):
         raise ValueError(f"tnlearn's TNLinear cannot evaluate '{node.func}'")
     raise ValueError("tnlearn's notation cannot express this inner-product argument")
-
-
-def forward_flops(neuron: NeuronIR, batch: int, in_features: int, out_features: int) -> int:
-    """Floating-point operations of one forward pass of the optimised neuron layer.
-
-    A product (m x k)(k x n) counts 2mkn; every elementwise operation one per element (a power
-    k as k - 1 multiplications); concatenations, slices and transposes nothing.
-    """
-    dims = {BATCH: batch, IN: in_features, OUT: out_features}
-
-    def dim(value: sp.Basic) -> int:
-        return int(sp.sympify(value).subs(dims))
-
-    def size(node: sp.Basic) -> int:
-        return dim(node.shape[0]) * dim(node.shape[1])
-
-    total = 0
-    for expr in [e for _, e in neuron.assignments] + [neuron.output]:
-        for node in sp.preorder_traversal(expr):
-            if isinstance(node, MatMul):
-                scalar, matrices = product_factors(node)
-                for left, right in zip(matrices, matrices[1:], strict=False):
-                    total += 2 * dim(left.shape[0]) * dim(left.shape[1]) * dim(right.shape[1])
-                total += size(node) if scalar != 1 else 0
-            elif isinstance(node, (HadamardProduct, MatAdd)):
-                total += (len(node.args) - 1) * size(node)
-            elif isinstance(node, HadamardPower):
-                total += (int(node.exp) - 1) * size(node)
-            elif isinstance(node, Apply):
-                total += size(node)
-    return total
 
 
 # -------------------------------------------------------------------------------- targets
