@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nscompile.compiler import ops
 from nscompile.errors import InputError
 from nscompile.files import write_atomic
 
@@ -252,16 +253,6 @@ def fit_seed(
     return SeedRun(best_state, history, best_epoch, len(history["train_loss"]))
 
 
-_ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
-    "gelu": nn.GELU,
-    "identity": nn.Identity,
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-}
-
-
 class MLP(nn.Module):
     """An MLP baseline with the same interface as a generated network.
 
@@ -285,7 +276,8 @@ class MLP(nn.Module):
         widths = [inputs, *hidden]
         layers: list[nn.Module] = []
         for a, b, name in zip(widths[:-1], widths[1:], names, strict=True):
-            layers += [nn.Linear(a, b), _ACTIVATION_MODULES[name]()]
+            # ops names the module (the compiler never imports torch); torch.nn has it.
+            layers += [nn.Linear(a, b), getattr(nn, ops.ACTIVATIONS[name].module)()]
         layers.append(nn.Linear(widths[-1], outputs))
         self.layers = nn.Sequential(*layers)
 
