@@ -13,9 +13,8 @@ from typing import Any
 from nscompile.cli.data import add_synthetic_options, bounded_int, run_search
 from nscompile.errors import InputError
 from nscompile.files import check_writable
-from nscompile.lang.syntax import MAX_ORDER
+from nscompile.lang.syntax import MAX_ORDER, TASK_CHOICES
 
-TASK_CHOICES = ("auto", "regression", "classification")
 FIT_MAX_ORDER = 3
 
 

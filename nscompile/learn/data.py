@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from nscompile.errors import InputError
+from nscompile.lang.syntax import TASK_CHOICES
 
 SKLEARN = ("breast_cancer", "diabetes", "digits", "iris", "wine")
 MAX_CATEGORIES = 100  # one-hot columns per text column: an ID or free text is refused, not exploded
@@ -565,7 +566,16 @@ def label_text(values: np.ndarray) -> tuple[str, ...]:
     return tuple(_as_text(values).tolist())
 
 
-TASKS = ("auto", "classification", "regression")
+MAX_AUTO_CLASSES = 20  # task auto: an integer target with at most this many values has classes
+
+
+def auto_task(values: np.ndarray, text: bool = False) -> str:
+    """The task `auto` stands for, from a target's distinct values: classification when the
+    target is text or holds at most MAX_AUTO_CLASSES distinct integers, regression otherwise."""
+    if text:
+        return "classification"
+    integral = bool(np.all(values == np.round(values)))
+    return "classification" if integral and len(values) <= MAX_AUTO_CLASSES else "regression"
 
 
 @dataclass(frozen=True)
@@ -590,8 +600,8 @@ def supervised(
     `auto` means classification when the target is text or holds at most 20 distinct integer
     values (and at least 2), regression otherwise. Every other column is a feature.
     """
-    if task not in TASKS:
-        raise InputError(f"unknown task '{task}'", hint=f"one of {', '.join(TASKS)}")
+    if task not in TASK_CHOICES:
+        raise InputError(f"unknown task '{task}'", hint=f"one of {', '.join(TASK_CHOICES)}")
     name = target if target is not None else table.columns[-1]
     y = table.column(name)
     features = table.without(name)
@@ -609,9 +619,8 @@ def supervised(
             "not values to regress",
             hint="use --task classification (or auto)",
         )
-    integral = not text and bool(np.all(values == np.round(values)))
     if task == "auto":
-        task = "classification" if text or (integral and len(values) <= 20) else "regression"
+        task = auto_task(values, text)
     encoding = Encoding.fit(features)
     x = encoding.encode(features)
     if task == "regression":
