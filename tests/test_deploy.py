@@ -1,4 +1,4 @@
-"""What a run deploys (issue 10 §1): model.onnx takes raw rows and answers in the target's units.
+"""What a run deploys: model.onnx takes raw rows and answers in the target's units.
 
 `nscompile run RUN/model.onnx DATA` on the run's own data must reproduce the run's recorded
 test metric on its test rows, for classification and regression, with numeric and text columns.
