@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from nscompile.errors import InputError
-from nscompile.learn.data import Table
 from nscompile.learn.preprocess import Preprocess
+from nscompile.learn.table import Table
 
 PROVIDERS = ("auto", "cpu", "cuda")
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
