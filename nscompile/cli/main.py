@@ -20,7 +20,7 @@ from nscompile.cli.train import add_parsers as add_train_parsers
 from nscompile.compiler.pipeline import compile_text, front_end, select_network, to_onnx, to_torch
 from nscompile.errors import InputError, InternalError, SpecError
 from nscompile.files import check_writable
-from nscompile.lang.parser import read_source
+from nscompile.lang.source import read_source
 from nscompile.lang.structure import load_structure, network_for, neuron_from_structure
 from nscompile.lang.syntax import MAX_RANK, TASK_CHOICES, TASKS, Spec
 from nscompile.lang.unparse import unparse

@@ -158,7 +158,7 @@ def _report(metrics: dict[str, Any]) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nscompile.lang.parser import read_source
+    from nscompile.lang.source import read_source
 
     spec_text = read_source(args.spec)
     check_writable(args.output, directory=True)

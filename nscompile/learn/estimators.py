@@ -46,7 +46,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from nscompile.compiler.pipeline import compile_text, to_torch
 from nscompile.errors import InputError, SpecError
 from nscompile.lang import syntax
-from nscompile.lang.parser import parse, read_source
+from nscompile.lang.parser import parse
+from nscompile.lang.source import read_source
 from nscompile.lang.structure import network_for
 from nscompile.lang.unparse import unparse
 from nscompile.learn.encoding import Encoding
