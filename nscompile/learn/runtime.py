@@ -151,10 +151,10 @@ class Session:
 
 def _preprocess(metadata: dict[str, str], path: str | Path) -> Preprocess | None:
     """The preprocessing a run's deployed model carries (None for a network's bare model)."""
-    text = metadata.get("nscompile.learn.preprocess")
+    text = metadata.get("nscompile.preprocess")
     if text is None:
         return None
     try:
         return Preprocess.from_dict(json.loads(text))
     except (ValueError, KeyError, TypeError):
-        raise InputError(f"'{path}' has unreadable nscompile.learn.preprocess metadata") from None
+        raise InputError(f"'{path}' has unreadable nscompile.preprocess metadata") from None
