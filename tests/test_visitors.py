@@ -14,6 +14,7 @@ import fuzz
 import pytest
 import sympy as sp
 
+from nscompile.bench import tnlearn_notation
 from nscompile.compiler import fold, ir, lower
 from nscompile.compiler.emit_onnx import _NeuronLowering
 from nscompile.compiler.emit_torch import TorchPrinter
@@ -39,6 +40,8 @@ AST_WALKERS: dict[type[Visitor], tuple[type, ...]] = {
     lower._InputSamples: tuple(t for t in EXPRESSIONS if t is not syntax.Inner),
     unparse._Statements: STATEMENTS,
     check._Layers: typing.get_args(syntax.NetworkStmt),
+    tnlearn_notation._Terms: EXPRESSIONS,
+    tnlearn_notation._Argument: EXPRESSIONS,
 }
 
 
