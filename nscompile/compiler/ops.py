@@ -18,7 +18,8 @@ from nscompile.lang import syntax
 
 
 class Graph(Protocol):
-    """What an ONNX lowering needs of `emit_onnx.GraphBuilder` (this module imports no onnx)."""
+    """What an ONNX lowering needs of `emit_onnx.GraphBuilder`: fold and interpret load this
+    table, and they need not load onnx."""
 
     def node(self, op: str, inputs: list[str]) -> str: ...
 
