@@ -17,7 +17,15 @@ from nscompile import __version__
 from nscompile.cli.bench import add_parser as add_bench_parser
 from nscompile.cli.data import add_synthetic_options, bounded_int, cmd_run, cmd_search
 from nscompile.cli.train import add_parsers as add_train_parsers
-from nscompile.compiler.pipeline import compile_text, front_end, select_network, to_onnx, to_torch
+from nscompile.compiler.pipeline import (
+    check_stage,
+    compile_text,
+    front_end,
+    ir_after,
+    select_network,
+    to_onnx,
+    to_torch,
+)
 from nscompile.errors import InputError, InternalError, SpecError
 from nscompile.files import check_writable, write_atomic
 from nscompile.lang.parser import read_source
@@ -131,8 +139,13 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
 
 def cmd_ir(args: argparse.Namespace) -> int:
+    if args.after is not None:
+        check_stage(args.after)  # a misspelt name fails before the spec is compiled
     source = read_source(args.spec)
     compiled = _compiled(source, args.spec)
+    if args.after is not None:
+        sys.stdout.write(ir_after(compiled, args.after).dump())
+        return OK
     sys.stdout.write("# lowered\n" + compiled.lowered.dump())
     sys.stdout.write("\n# optimised\n" + compiled.optimized.dump())
     return OK
@@ -223,6 +236,11 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(run=cmd_fmt)
     ir = sub.add_parser("ir", help="print the IR before and after optimisation")
     ir.add_argument("spec")
+    ir.add_argument(
+        "--after",
+        metavar="PASS",
+        help="print only the IR after this pass ('lower': the unoptimised IR)",
+    )
     ir.set_defaults(run=cmd_ir)
     imp = sub.add_parser("import-structure", help="turn a NeuronSeek structure JSON into a spec")
     imp.add_argument("structure", metavar="FILE.json")
