@@ -91,3 +91,9 @@ def test_a_pass_that_breaks_the_ir_is_reported_by_name(monkeypatch: pytest.Monke
         compile_text(QUADRATIC)
     monkeypatch.setenv(VERIFY_ENV, "0")
     compile_text(QUADRATIC)  # unverified: the broken IR goes through
+
+
+@pytest.mark.parametrize("doc", ["README.md", "nscompile/compiler/__init__.py"])
+def test_the_docs_list_the_passes_in_order(doc: str) -> None:
+    text = (CASES.parent.parent / doc).read_text(encoding="utf-8")
+    assert tuple(re.findall(r"^- `(\w+)`: ", text, re.M)) == PASS_NAMES
