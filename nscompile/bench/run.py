@@ -59,7 +59,7 @@ from nscompile.compiler.pipeline import (
 )
 from nscompile.errors import InputError, InternalError
 from nscompile.lang import syntax
-from nscompile.lang.parser import read_source
+from nscompile.lang.source import read_source
 from nscompile.learn.train.run import load_module
 
 DEVICES = ("cpu", "cuda")

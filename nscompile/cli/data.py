@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from nscompile.cli.output import emit_text
 from nscompile.compiler.pipeline import front_end
 from nscompile.errors import InputError
 from nscompile.files import check_writable, open_atomic, write_atomic
@@ -74,14 +75,6 @@ def run_search(data, seeds: tuple[int, ...], options: dict[str, Any]):  # noqa: 
     finally:
         if bar is not None:
             bar.close()
-
-
-def _emit(text: str, output: str | None) -> int:
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomic(output, text)
-    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -207,7 +200,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         history = result.history
         plot_search(args.plot, history["loss"], history["gates"], f"search on {table.name}")
-    return _emit(text, args.output)
+    return emit_text(text, args.output, check=False)
 
 
 def _features_for(table, width: int, target: str | None):  # noqa: ANN001, ANN202

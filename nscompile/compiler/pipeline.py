@@ -18,7 +18,8 @@ from nscompile.errors import InputError, Span, SpecError, did_you_mean
 from nscompile.lang import syntax
 from nscompile.lang.check import check
 from nscompile.lang.fold_gate import needs_fold
-from nscompile.lang.parser import parse, read_source
+from nscompile.lang.parser import parse
+from nscompile.lang.source import read_source
 
 # The back half (SymPy, jinja2, onnx) loads in the functions that need it: `nscompile check` and
 # `fmt` use only the front end, and ONNX's import alone takes longer than a whole check.

@@ -25,6 +25,8 @@ CP_NAME = "cp"
 ACTIVATIONS = ("gelu", "identity", "relu", "sigmoid", "silu", "tanh")
 #: Task kinds of a network.
 TASKS = ("classification", "regression")
+# What a data command or estimator accepts: a spec's task, or `auto` (decided from the target).
+TASK_CHOICES = ("auto", *TASKS)
 
 #: Largest power `x**k` and largest CP order `cp(x, k)`.
 MAX_ORDER = 9

@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from nscompile.errors import InputError
-from nscompile.learn.data import Table, label_text, load_table
+from nscompile.learn.data import load_table
 from nscompile.learn.preprocess import Preprocess
 from nscompile.learn.runtime import Session
+from nscompile.learn.table import Table, label_text
 from nscompile.learn.train import load_module, metrics
 from nscompile.learn.train.core import split_rows
 

@@ -1,12 +1,12 @@
-"""scikit-learn estimators that compile a spec, train its network and predict: issue 5 item 6.
+"""scikit-learn estimators that compile a spec, train its network and predict.
 
     >>> from nscompile import TaskNetClassifier
     >>> clf = TaskNetClassifier(spec="examples/td.ns", hidden=(16,), epochs=50).fit(X, y)
     >>> clf.predict_proba(X[:3]), clf.score(X, y), clf.spec_
 
 Text columns (str cells in a DataFrame or an object array) are one-hot encoded as the command
-line does (`nscompile.learn.data.Encoding`, kept as `encoding_`); a category `fit` did not see is a
-ValueError in `predict`. `fit` standardises X, builds the network for X's width (the spec's
+line does (`nscompile.learn.encoding.Encoding`, kept as `encoding_`); a category `fit` did not
+see is a ValueError in `predict`. `fit` standardises X, builds the network for X's width (the spec's
 own network when its input width and head fit the data, otherwise `neuron` + `hidden` + a
 linear head), compiles it with the project's compiler, imports the generated module and trains
 it with the project's trainer
@@ -46,10 +46,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from nscompile.compiler.pipeline import compile_text, to_torch
 from nscompile.errors import InputError, SpecError
 from nscompile.lang import syntax
-from nscompile.lang.parser import parse, read_source
+from nscompile.lang.parser import parse
+from nscompile.lang.source import read_source
 from nscompile.lang.structure import network_for
 from nscompile.lang.unparse import unparse
-from nscompile.learn.data import Encoding, Table
+from nscompile.learn.encoding import Encoding
+from nscompile.learn.table import Table
 from nscompile.learn.train.core import Protocol, fit_seed
 
 # Used when `spec=None` and `search=False`: pure orders 1 and 2.

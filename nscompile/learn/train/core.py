@@ -1,4 +1,4 @@
-"""The training protocol (DESIGN §7): splits, standardisation, metrics and one seed's training.
+"""The training protocol: splits, standardisation, metrics and one seed's training.
 
 Protocol (NeuronSeek's public one): features standardised with the training split's statistics,
 test 20% and validation 10% of the rows (stratified for classification, drawn with the seed),
