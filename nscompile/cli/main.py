@@ -14,15 +14,23 @@ from pathlib import Path
 
 from nscompile import __version__
 from nscompile.cli.bench import add_parser as add_bench_parser
-from nscompile.cli.data import add_synthetic_options, bounded_int, cmd_run, cmd_search
+from nscompile.cli.data import add_parsers as add_data_parsers
 from nscompile.cli.output import INPUT_ERROR, OK, UserError, emit_bytes, emit_text
 from nscompile.cli.train import add_parsers as add_train_parsers
-from nscompile.compiler.pipeline import compile_text, front_end, select_network, to_onnx, to_torch
+from nscompile.compiler.pipeline import (
+    check_stage,
+    compile_text,
+    front_end,
+    ir_after,
+    select_network,
+    to_onnx,
+    to_torch,
+)
 from nscompile.errors import InputError, InternalError, SpecError
 from nscompile.files import check_writable
 from nscompile.lang.source import read_source
 from nscompile.lang.structure import load_structure, network_for, neuron_from_structure
-from nscompile.lang.syntax import MAX_RANK, TASK_CHOICES, TASKS, Spec
+from nscompile.lang.syntax import TASKS, Spec
 from nscompile.lang.unparse import unparse
 
 USAGE, INTERNAL_ERROR = 2, 3
@@ -83,8 +91,13 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
 
 def cmd_ir(args: argparse.Namespace) -> int:
+    if args.after is not None:
+        check_stage(args.after)  # a misspelt name fails before the spec is compiled
     source = read_source(args.spec)
     compiled = _compiled(source, args.spec)
+    if args.after is not None:
+        sys.stdout.write(ir_after(compiled, args.after).dump())
+        return OK
     sys.stdout.write("# lowered\n" + compiled.lowered.dump())
     sys.stdout.write("\n# optimised\n" + compiled.optimized.dump())
     return OK
@@ -175,6 +188,11 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(run=cmd_fmt)
     ir = sub.add_parser("ir", help="print the IR before and after optimisation")
     ir.add_argument("spec")
+    ir.add_argument(
+        "--after",
+        metavar="PASS",
+        help="print only the IR after this pass ('lower': the unoptimised IR)",
+    )
     ir.set_defaults(run=cmd_ir)
     imp = sub.add_parser("import-structure", help="turn a NeuronSeek structure JSON into a spec")
     imp.add_argument("structure", metavar="FILE.json")
@@ -185,30 +203,7 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     imp.add_argument("--outputs", type=int, help="head width (default 1, or 2 to classify)")
     imp.add_argument("--task", choices=TASKS, default="regression")
     imp.set_defaults(run=cmd_import_structure)
-    run = sub.add_parser("run", help="predict with an ONNX model on onnxruntime")
-    run.add_argument("model", metavar="MODEL.onnx")
-    run.add_argument("data", metavar="DATA", help="a CSV/Parquet file or sklearn:NAME")
-    run.add_argument("-o", "--output", help="predictions CSV (default: stdout)")
-    run.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
-    run.add_argument("--target", help="the data's target column, to leave out")
-    run.add_argument("--verbose", action="store_true", help="show onnxruntime's own messages")
-    run.set_defaults(run=cmd_run)
-    search = sub.add_parser("search", help="find a neuron structure for data (NeuronSeek-TD)")
-    search.add_argument("data", metavar="DATA", help="CSV/Parquet, sklearn:, keel: or synthetic:")
-    search.add_argument("-o", "--output", help="write the spec here (default: stdout)")
-    search.add_argument("--target", help="target column (default: the last)")
-    search.add_argument("--task", choices=TASK_CHOICES, default="auto")
-    search.add_argument("--max-order", type=int, default=5, help="1..9 (5)")
-    search.add_argument("--rank", type=int, default=8, help=f"1..{MAX_RANK} (8)")
-    search.add_argument("--epochs", type=bounded_int(1, 100_000), help="training epochs per seed")
-    search.add_argument("--seed", type=int, default=0, help="first seed (0)")
-    search.add_argument("--seeds", type=bounded_int(1, 100), default=1, help="seeds to run (1)")
-    search.add_argument("--dims", type=bounded_int(1, 10_000), default=10, help="synthetic: inputs")
-    search.add_argument("--rows", type=bounded_int(10, 10_000_000), default=2500, help="synthetic")
-    add_synthetic_options(search)
-    search.add_argument("--summary", metavar="OUT.json", help="write the structure and timings")
-    search.add_argument("--plot", metavar="OUT.png", help="draw loss and gate probabilities")
-    search.set_defaults(run=cmd_search)
+    add_data_parsers(sub)  # run, search
     add_train_parsers(sub)  # train, eval, fit
     add_bench_parser(sub)
     return parser
