@@ -1,7 +1,7 @@
 """Every tree walker handles every node type it can meet (nscompile/visitor.py).
 
 IR walkers: `ir.NODE_TYPES` is exactly the set of matrix node types that compiling the examples
-and the fuzzing campaign's valid specs reaches (lowered, optimised and unfused IR), and every IR
+and the fuzzing campaign's valid specs reaches (after lowering and after every pass), and every IR
 walker has a handler for each. AST walkers: every expression dataclass of `syntax.Expr`, and
 every statement for the statement walkers. A new node type fails here before any input finds it.
 """
@@ -47,8 +47,9 @@ AST_WALKERS: dict[type[Visitor], tuple[type, ...]] = {
 
 @pytest.fixture(scope="module")
 def reachable() -> set[type]:
-    """The matrix node types in every IR the valid fuzz seeds (examples included) compile to."""
-    from nscompile.compiler.passes import canonicalise, inline, optimize
+    """The matrix node types in the IR after lowering and after every pass, for every valid
+    fuzz seed (the examples among them)."""
+    from nscompile.compiler.passes import PASSES
     from nscompile.compiler.pipeline import compile_text
 
     found: set[type] = set()
@@ -57,14 +58,19 @@ def reachable() -> set[type]:
             compiled = compile_text(text, "seed.ns")
         except SpecError:
             continue
-        unfused = optimize(compiled.lowered, (inline, canonicalise))
-        for program in (compiled.lowered, compiled.optimized, unfused):
-            for neuron in program.neurons:
-                for expr in [e for _, e in neuron.assignments] + [neuron.output]:
-                    found |= {
-                        type(n) for n in sp.preorder_traversal(expr) if isinstance(n, sp.MatrixExpr)
-                    }
+        for neuron in compiled.lowered.neurons:
+            found |= _matrix_types(neuron)
+            for _, run in PASSES:
+                neuron = run(neuron)
+                found |= _matrix_types(neuron)
     return found
+
+
+def _matrix_types(neuron: ir.NeuronIR) -> set[type]:
+    exprs = [e for _, e in neuron.assignments] + [neuron.output]
+    return {
+        type(n) for e in exprs for n in sp.preorder_traversal(e) if isinstance(n, sp.MatrixExpr)
+    }
 
 
 def test_the_ir_node_types_are_exactly_those_compilation_reaches(reachable: set[type]) -> None:
