@@ -1,12 +1,24 @@
-"""Shared test options: `pytest --update-golden` rewrites golden files instead of comparing."""
+"""Shared test options: `pytest --update-golden` rewrites golden files instead of comparing.
+
+Every test runs with `NSCOMPILE_VERIFY=1`: each compile checks the IR after lowering and after
+every pass, in this process and in the commands the tests start.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def verify_between_passes() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NSCOMPILE_VERIFY", "1")
+        yield
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from nscompile.cli.main import main
+from nscompile.compiler.passes import PASS_NAMES
+from nscompile.compiler.pipeline import compile_file, ir_after
 
 ROOT = Path(__file__).resolve().parent.parent
 TD = ROOT / "examples" / "td.ns"
@@ -102,6 +104,42 @@ def test_ir_subcommand_shows_both_stages() -> None:
     assert result.returncode == 0
     assert "# lowered" in result.stdout and "# optimised" in result.stdout
     assert "HStack" in result.stdout
+
+
+def test_ir_without_after_prints_both_stages_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
+    compiled = compile_file(str(TD))
+    assert main(["ir", str(TD)]) == 0
+    expected = (
+        "# lowered\n" + compiled.lowered.dump() + "\n# optimised\n" + compiled.optimized.dump()
+    )
+    assert capsys.readouterr().out == expected
+
+
+@pytest.mark.parametrize("stage", ["lower", *PASS_NAMES])
+def test_ir_after_prints_the_ir_after_that_pass(
+    stage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ir", str(TD), "--after", stage]) == 0
+    assert capsys.readouterr().out == ir_after(compile_file(str(TD)), stage).dump()
+
+
+def test_ir_after_lower_and_the_last_pass_are_the_two_stages(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    compiled = compile_file(str(TD))
+    main(["ir", str(TD), "--after", "lower"])
+    assert capsys.readouterr().out == compiled.lowered.dump()
+    main(["ir", str(TD), "--after", PASS_NAMES[-1]])
+    assert capsys.readouterr().out == compiled.optimized.dump()
+
+
+def test_ir_after_an_unknown_pass_lists_the_names() -> None:
+    result = run("ir", str(TD), "--after", "fuse_sum")
+    assert result.returncode == 1
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: unknown pass 'fuse_sum'\n")
+    assert "did you mean 'fuse_sums'?" in result.stderr
+    assert "known: lower, " + ", ".join(PASS_NAMES) in result.stderr
 
 
 def test_import_structure(tmp_path: Path) -> None:

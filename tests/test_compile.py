@@ -78,7 +78,7 @@ def test_passes_keep_the_ir_valid_and_are_idempotent(example: Path) -> None:
     compiled = compile_file(str(example))
     for neuron in compiled.lowered.neurons:
         ir = neuron
-        for run in PASSES:
+        for _, run in PASSES:
             ir = run(ir)
             ir.verify()
         assert optimize_neuron(ir).dump() == ir.dump()

@@ -167,7 +167,7 @@ def test_too_many_categories(tmp_path: Path) -> None:
 
 
 def test_csv_streams_in_chunks(tmp_path: Path) -> None:
-    from nscompile.learn.data import iter_csv
+    from nscompile.learn.readers import iter_csv
 
     rows = "\n".join(f"{i},{i * 2}" for i in range(10))
     chunks = list(iter_csv(Path(write(tmp_path, "a,b\n" + rows)), chunk_rows=4))

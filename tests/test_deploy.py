@@ -1,4 +1,4 @@
-"""What a run deploys (issue 10 §1): model.onnx takes raw rows and answers in the target's units.
+"""What a run deploys: model.onnx takes raw rows and answers in the target's units.
 
 `nscompile run RUN/model.onnx DATA` on the run's own data must reproduce the run's recorded
 test metric on its test rows, for classification and regression, with numeric and text columns.
@@ -148,9 +148,9 @@ def test_deployed_graph_names_its_preprocessing(tmp_path: Path) -> None:
     run = train(tmp_path, spec(4, 3, "classification"), "sklearn:iris")
     model = onnx.load(str(run / "model.onnx"))
     meta = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(meta["nscompile.learn.preprocess"])["standardise"]["mean"][
-        0
-    ] == pytest.approx(5.84, abs=0.1)
+    assert json.loads(meta["nscompile.preprocess"])["standardise"]["mean"][0] == pytest.approx(
+        5.84, abs=0.1
+    )
     assert [o.name for o in model.graph.output] == ["label", "probabilities", "logits"]
     assert [i.name for i in model.graph.input] == ["input"]
 
@@ -161,7 +161,7 @@ def test_bare_compile_has_no_preprocessing(tmp_path: Path) -> None:
     (tmp_path / "net.ns").write_text(spec(4, 3, "classification"))
     assert main([str(tmp_path / "net.ns"), "--onnx", str(tmp_path / "m.onnx")]) == 0
     model = onnx.load(str(tmp_path / "m.onnx"))
-    assert "nscompile.learn.preprocess" not in {p.key for p in model.metadata_props}
+    assert "nscompile.preprocess" not in {p.key for p in model.metadata_props}
     assert [o.name for o in model.graph.output] == ["output"]
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from nscompile.compiler.pipeline import front_end
 from nscompile.errors import SpecError
-from nscompile.lang.parser import read_source
+from nscompile.lang.source import read_source
 
 ERRORS = Path(__file__).resolve().parent / "errors"
 SPECS = sorted(ERRORS.glob("*.ns"))

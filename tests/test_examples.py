@@ -1,4 +1,4 @@
-"""Every example runs (DESIGN §9): each `examples/*.py` script and each `examples/*.ns` spec.
+"""Every example runs: each `examples/*.py` script and each `examples/*.ns` spec.
 
 Scripts run as fresh processes from outside the checkout, with `--quick` when they accept it. A
 script that needs a GPU says so with a module-level `NEEDS_GPU = True`; a CPU-only machine skips it.

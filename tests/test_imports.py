@@ -343,10 +343,11 @@ def td_safetensors(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["check", TD], NOT_IN_THE_FRONT_END),
         (["fmt", TD], NOT_IN_THE_FRONT_END),
         (["ir", TD], HEAVY | {"onnx"}),
+        (["ir", TD, "--after", "fuse_sums"], HEAVY | {"onnx"}),
         ([TD, "-o", "{tmp}/model.py"], HEAVY | {"onnx"}),
         ([TD, "--onnx", "{tmp}/m.onnx", "--weights", "{weights}"], HEAVY),
     ],
-    ids=["check", "fmt", "ir", "to-torch", "to-onnx-safetensors"],
+    ids=["check", "fmt", "ir", "ir-after", "to-torch", "to-onnx-safetensors"],
 )
 def test_commands_load_only_what_they_use(
     argv: list[str], forbidden: set[str], tmp_path: Path, td_safetensors: Path

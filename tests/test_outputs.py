@@ -1,4 +1,4 @@
-"""Every output location is checked before the work starts (issue 10 §2): a clear error and
+"""Every output location is checked before the work starts: a clear error and
 exit 1, never a traceback after a long search or training."""
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nscompile.errors import Span, SpecError
-from nscompile.lang.parser import parse, read_source
+from nscompile.lang.parser import parse
+from nscompile.lang.source import read_source
 from nscompile.lang.syntax import (
     Assign,
     BinOp,

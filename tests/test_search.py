@@ -1,4 +1,4 @@
-"""The structure search (DESIGN §6) and the synthetic benchmark's generator; fast (CPU)."""
+"""The structure search and the synthetic benchmark's generator; fast (CPU)."""
 
 from __future__ import annotations
 

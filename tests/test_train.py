@@ -1,4 +1,4 @@
-"""`nscompile train`, `eval` and `fit`, and the trainer behind them (DESIGN §7, issue 5)."""
+"""`nscompile train`, `eval` and `fit`, and the trainer behind them."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The built wheel works on its own: install it into a fresh environment and compile a spec there.
 
 Builds the wheel from the checkout, installs it with `--no-deps` into a new virtual environment that
-reuses the installed dependencies (DESIGN §11: resolving torch again downloads gigabytes), then runs
+reuses the installed dependencies (resolving torch again downloads gigabytes), then runs
 that environment's `nscompile` console script from a directory outside the checkout, with a clean
 PYTHONPATH, and imports and runs the generated module with that environment's python.
 """

@@ -1,4 +1,4 @@
-"""Structure recovery on NeuronSeek's 15 synthetic formulas (NEURONSEEK.md §3).
+"""Structure recovery on NeuronSeek's 15 synthetic formulas.
 
 Every formula at D inputs and N rows (default D=10, N=2500; N=3000 when D > 10), the search
 seeing the first 80% of the rows, three search seeds each. Prints per formula the truth, the

@@ -1,4 +1,4 @@
-"""The paper's tabular comparison (NEURONSEEK.md §4): searched TD network vs. two MLP baselines.
+"""The paper's tabular comparison: searched TD network vs. two MLP baselines.
 
 Datasets: KEEL phoneme and vehicle (classification, test accuracy), sklearn diabetes
 (regression, test MSE on the standardised target) and breast_cancer (classification). Per

@@ -32,23 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sympy as sp
 import torch
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul
 from torch import nn
 
 from nscompile.bench import timing as benchkit
+from nscompile.bench.tnlearn_notation import tnlearn_formula
 from nscompile.compiler.emit_onnx import emit_onnx
 from nscompile.compiler.emit_torch import emit_torch
+from nscompile.compiler.flops import forward_flops
 from nscompile.compiler.ir import (
-    BATCH,
-    IN,
-    OUT,
-    Apply,
     LayerIR,
     NetworkIR,
     NeuronIR,
-    product_factors,
 )
 from nscompile.compiler.pipeline import (
     Compiled,
@@ -58,15 +53,13 @@ from nscompile.compiler.pipeline import (
     to_torch_unfused,
 )
 from nscompile.errors import InputError, InternalError
-from nscompile.lang import syntax
 from nscompile.lang.naming import layer_key
-from nscompile.lang.parser import read_source
+from nscompile.lang.source import read_source
 from nscompile.learn.loader import load_file
 
 DEVICES = ("cpu", "cuda")
 MAX_BATCH = 1_000_000
 TARGETS = {"tnlearn": 20.0, "unfused": 1.5, "flop_model": 2.0, "export": 10.0}
-TNLEARN_FUNCTIONS = {"sin", "cos", "exp", "tanh"}  # what TNLinear's evaluator knows
 
 
 @dataclass(frozen=True)
@@ -401,102 +394,6 @@ def _peak_bytes(module: nn.Module, x: torch.Tensor) -> int:
     saved.setdefault(out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
     del out
     return int(sum(saved.values()))
-
-
-# ------------------------------------------------------------------------------- formulas
-
-
-def tnlearn_formula(neuron: syntax.Neuron) -> tuple[str | None, str]:
-    """The neuron in tnlearn's notation, or (None, why it has none)."""
-    assigns = [stmt for stmt in neuron.body if isinstance(stmt, syntax.Assign)]
-    if len(assigns) != 1:
-        return None, "tnlearn takes one formula; this neuron has intermediate assignments"
-    names = (f"w{i}" for i in range(1, 1_000))
-    try:
-        return _tn(assigns[0].expr, names), ""
-    except ValueError as error:
-        return None, str(error)
-
-
-def _tn(node: syntax.Expr, names: Any) -> str:
-    if isinstance(node, syntax.Number):
-        return repr(float(node.value))
-    if isinstance(node, syntax.Inner):
-        return f"<{next(names)}, {_tn_arg(node.arg)}>"
-    if isinstance(node, syntax.Call) and node.func == syntax.CP_NAME:
-        arg, order = node.args
-        assert isinstance(order, syntax.Number)
-        return "*".join(f"<{next(names)}, {_tn_arg(arg)}>" for _ in range(int(order.value)))
-    if isinstance(node, syntax.BinOp):
-        if node.op in "+-" and _is_bias(node.right):
-            return _tn(node.left, names)  # TNLinear adds its own bias
-        if node.op == "+" and _is_bias(node.left):
-            return _tn(node.right, names)
-        left, right = _tn(node.left, names), _tn(node.right, names)
-        if node.op == "*":
-            return f"{_wrap(node.left, left)}*{_wrap(node.right, right)}"
-        return f"{left} {node.op} {_wrap(node.right, right)}"
-    if isinstance(node, syntax.Neg):
-        return f"-{_wrap(node.operand, _tn(node.operand, names))}"
-    if isinstance(node, syntax.Call):
-        if node.func not in TNLEARN_FUNCTIONS:
-            raise ValueError(f"tnlearn's TNLinear cannot evaluate '{node.func}'")
-        return f"{node.func}({_tn(node.args[0], names)})"
-    if isinstance(node, syntax.Pow):
-        return f"({_tn(node.base, names)})**{int(node.exponent)}"
-    raise ValueError(f"tnlearn's notation cannot express '{type(node).__name__}' as a term")
-
-
-def _is_bias(node: syntax.Expr) -> bool:
-    return isinstance(node, syntax.Name) and node.name != syntax.INPUT_NAME
-
-
-def _wrap(node: syntax.Expr, text: str) -> str:
-    return f"({text})" if isinstance(node, syntax.BinOp) and node.op in "+-" else text
-
-
-def _tn_arg(node: syntax.Expr) -> str:
-    """An inner product's input-wide argument: x, powers, tnlearn's four functions."""
-    if isinstance(node, syntax.Name) and node.name == syntax.INPUT_NAME:
-        return "x"
-    if isinstance(node, syntax.Pow):
-        return f"{_tn_arg(node.base)}**{int(node.exponent)}"
-    if isinstance(node, syntax.Call) and node.func in TNLEARN_FUNCTIONS:
-        return f"{node.func}({_tn_arg(node.args[0])})"
-    if isinstance(node, syntax.Call):
-        raise ValueError(f"tnlearn's TNLinear cannot evaluate '{node.func}'")
-    raise ValueError("tnlearn's notation cannot express this inner-product argument")
-
-
-def forward_flops(neuron: NeuronIR, batch: int, in_features: int, out_features: int) -> int:
-    """Floating-point operations of one forward pass of the optimised neuron layer.
-
-    A product (m x k)(k x n) counts 2mkn; every elementwise operation one per element (a power
-    k as k - 1 multiplications); concatenations, slices and transposes nothing.
-    """
-    dims = {BATCH: batch, IN: in_features, OUT: out_features}
-
-    def dim(value: sp.Basic) -> int:
-        return int(sp.sympify(value).subs(dims))
-
-    def size(node: sp.Basic) -> int:
-        return dim(node.shape[0]) * dim(node.shape[1])
-
-    total = 0
-    for expr in [e for _, e in neuron.assignments] + [neuron.output]:
-        for node in sp.preorder_traversal(expr):
-            if isinstance(node, MatMul):
-                scalar, matrices = product_factors(node)
-                for left, right in zip(matrices, matrices[1:], strict=False):
-                    total += 2 * dim(left.shape[0]) * dim(left.shape[1]) * dim(right.shape[1])
-                total += size(node) if scalar != 1 else 0
-            elif isinstance(node, (HadamardProduct, MatAdd)):
-                total += (len(node.args) - 1) * size(node)
-            elif isinstance(node, HadamardPower):
-                total += (int(node.exp) - 1) * size(node)
-            elif isinstance(node, Apply):
-                total += size(node)
-    return total
 
 
 # -------------------------------------------------------------------------------- targets

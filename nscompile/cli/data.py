@@ -11,11 +11,13 @@ import contextlib
 import csv
 import sys
 from collections.abc import Callable
+from typing import Any
 
+from nscompile.cli.output import emit_text
 from nscompile.compiler.pipeline import front_end
 from nscompile.errors import InputError
 from nscompile.files import check_writable, open_atomic, write_atomic
-from nscompile.lang.syntax import MAX_ORDER, MAX_RANK
+from nscompile.lang.syntax import MAX_ORDER, MAX_RANK, TASK_CHOICES
 from nscompile.lang.unparse import unparse
 
 
@@ -47,12 +49,32 @@ def add_synthetic_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _emit(text: str, output: str | None) -> int:
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomic(output, text)
-    return 0
+def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's subparsers action)
+    """Register `run` and `search` on the command line's subparsers."""
+    run = sub.add_parser("run", help="predict with an ONNX model on onnxruntime")
+    run.add_argument("model", metavar="MODEL.onnx")
+    run.add_argument("data", metavar="DATA", help="a CSV/Parquet file or sklearn:NAME")
+    run.add_argument("-o", "--output", help="predictions CSV (default: stdout)")
+    run.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument("--target", help="the data's target column, to leave out")
+    run.add_argument("--verbose", action="store_true", help="show onnxruntime's own messages")
+    run.set_defaults(run=cmd_run)
+    search = sub.add_parser("search", help="find a neuron structure for data (NeuronSeek-TD)")
+    search.add_argument("data", metavar="DATA", help="CSV/Parquet, sklearn:, keel: or synthetic:")
+    search.add_argument("-o", "--output", help="write the spec here (default: stdout)")
+    search.add_argument("--target", help="target column (default: the last)")
+    search.add_argument("--task", choices=TASK_CHOICES, default="auto")
+    search.add_argument("--max-order", type=int, default=5, help=f"1..{MAX_ORDER} (5)")
+    search.add_argument("--rank", type=int, default=8, help=f"1..{MAX_RANK} (8)")
+    search.add_argument("--epochs", type=bounded_int(1, 100_000), help="training epochs per seed")
+    search.add_argument("--seed", type=int, default=0, help="first seed (0)")
+    search.add_argument("--seeds", type=bounded_int(1, 100), default=1, help="seeds to run (1)")
+    search.add_argument("--dims", type=bounded_int(1, 10_000), default=10, help="synthetic: inputs")
+    search.add_argument("--rows", type=bounded_int(10, 10_000_000), default=2500, help="synthetic")
+    add_synthetic_options(search)
+    search.add_argument("--summary", metavar="OUT.json", help="write the structure and timings")
+    search.add_argument("--plot", metavar="OUT.png", help="draw loss and gate probabilities")
+    search.set_defaults(run=cmd_search)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -180,7 +202,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         history = result.history
         plot_search(args.plot, history["loss"], history["gates"], f"search on {table.name}")
-    return _emit(text, args.output)
+    return emit_text(text, args.output, check=False)
 
 
 def _features_for(table, width: int, target: str | None):  # noqa: ANN001, ANN202

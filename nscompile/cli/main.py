@@ -8,57 +8,32 @@ in nscompile: every problem with the input has its own message).
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nscompile import __version__
 from nscompile.cli.bench import add_parser as add_bench_parser
-from nscompile.cli.data import add_synthetic_options, bounded_int, cmd_run, cmd_search
+from nscompile.cli.data import add_parsers as add_data_parsers
+from nscompile.cli.output import INPUT_ERROR, OK, UserError, emit_bytes, emit_text
 from nscompile.cli.train import add_parsers as add_train_parsers
-from nscompile.compiler.pipeline import compile_text, front_end, select_network, to_onnx, to_torch
+from nscompile.compiler.pipeline import (
+    check_stage,
+    compile_text,
+    front_end,
+    ir_after,
+    select_network,
+    to_onnx,
+    to_torch,
+)
 from nscompile.errors import InputError, InternalError, SpecError
-from nscompile.files import check_writable, write_atomic
-from nscompile.lang.parser import read_source
+from nscompile.files import check_writable
+from nscompile.lang.source import read_source
 from nscompile.lang.structure import load_structure, network_for, neuron_from_structure
 from nscompile.lang.syntax import TASKS, Spec
 from nscompile.lang.unparse import unparse
 
-OK, INPUT_ERROR, USAGE, INTERNAL_ERROR = 0, 1, 2, 3
-
-
-class UserError(Exception):
-    """A problem with the user's input that is not about a spec's text (files, options)."""
-
-
-def _emit(text: str, output: str | None, check: bool, fix: str = "regenerate it") -> int:
-    """Write `text` to `output` (stdout when None), or with `check` compare it with the file."""
-    if check:
-        if output is None:
-            raise UserError("--check needs -o FILE: the file to compare with")
-        path = Path(output)
-        current = path.read_text(encoding="utf-8") if path.is_file() else ""
-        if current == text:
-            return OK
-        diff = difflib.unified_diff(
-            current.splitlines(keepends=True),
-            text.splitlines(keepends=True),
-            f"{output} (on disk)",
-            f"{output} (generated)",
-        )
-        sys.stdout.writelines(diff)
-        reason = "is stale" if path.is_file() else "does not exist"
-        print(f"nscompile: {output} {reason}; {fix}", file=sys.stderr)
-        return INPUT_ERROR
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        try:
-            write_atomic(output, text)
-        except OSError as error:
-            raise UserError(f"cannot write {output}: {error.strerror or error}") from None
-    return OK
+USAGE, INTERNAL_ERROR = 2, 3
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -73,10 +48,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
         outputs = []
         torch_source = to_torch(compiled)
         if args.output is not None or args.onnx is None:
-            outputs.append((_emit, torch_source, args.output))
+            outputs.append((emit_text, torch_source, args.output))
         if args.onnx is not None:
             model = _onnx_model(compiled, torch_source, args)
-            outputs.append((_emit_bytes, model, args.onnx))
+            outputs.append((emit_bytes, model, args.onnx))
     except SpecError as error:
         error.source = source  # type: ignore[attr-defined]
         raise
@@ -96,21 +71,6 @@ def _onnx_model(compiled, torch_source: str, args: argparse.Namespace) -> bytes:
     return to_onnx(compiled, network, weights).SerializeToString()
 
 
-def _emit_bytes(data: bytes, output: str, check: bool) -> int:
-    if check:
-        path = Path(output)
-        if path.is_file() and path.read_bytes() == data:
-            return OK
-        reason = "is stale" if path.is_file() else "does not exist"
-        print(f"nscompile: {output} {reason}; regenerate it", file=sys.stderr)
-        return INPUT_ERROR
-    try:
-        write_atomic(output, data)
-    except OSError as error:
-        raise UserError(f"cannot write {output}: {error.strerror or error}") from None
-    return OK
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     for path in args.specs:
         spec = _front(read_source(path), path)
@@ -123,16 +83,21 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     text = unparse(_front(source, args.spec))
     if args.write:
         if text != source:
-            _emit(text, args.spec, check=False)
+            emit_text(text, args.spec, check=False)
         return OK
     if args.check:
-        return _emit(text, args.spec, check=True, fix=f"run `nscompile fmt -w {args.spec}`")
-    return _emit(text, None, check=False)
+        return emit_text(text, args.spec, check=True, fix=f"run `nscompile fmt -w {args.spec}`")
+    return emit_text(text, None, check=False)
 
 
 def cmd_ir(args: argparse.Namespace) -> int:
+    if args.after is not None:
+        check_stage(args.after)  # a misspelt name fails before the spec is compiled
     source = read_source(args.spec)
     compiled = _compiled(source, args.spec)
+    if args.after is not None:
+        sys.stdout.write(ir_after(compiled, args.after).dump())
+        return OK
     sys.stdout.write("# lowered\n" + compiled.lowered.dump())
     sys.stdout.write("\n# optimised\n" + compiled.optimized.dump())
     return OK
@@ -153,7 +118,7 @@ def cmd_import_structure(args: argparse.Namespace) -> int:
         decls += (network_for(args.name, args.input, args.hidden, outputs, args.task),)
     spec_text = unparse(Spec(decls))
     front_end(spec_text, args.output or "<import>")  # the spec we write must be valid
-    return _emit(spec_text, args.output, check=False)
+    return emit_text(spec_text, args.output, check=False)
 
 
 def _front(source: str, path: str) -> Spec:
@@ -223,6 +188,11 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(run=cmd_fmt)
     ir = sub.add_parser("ir", help="print the IR before and after optimisation")
     ir.add_argument("spec")
+    ir.add_argument(
+        "--after",
+        metavar="PASS",
+        help="print only the IR after this pass ('lower': the unoptimised IR)",
+    )
     ir.set_defaults(run=cmd_ir)
     imp = sub.add_parser("import-structure", help="turn a NeuronSeek structure JSON into a spec")
     imp.add_argument("structure", metavar="FILE.json")
@@ -233,30 +203,7 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     imp.add_argument("--outputs", type=int, help="head width (default 1, or 2 to classify)")
     imp.add_argument("--task", choices=TASKS, default="regression")
     imp.set_defaults(run=cmd_import_structure)
-    run = sub.add_parser("run", help="predict with an ONNX model on onnxruntime")
-    run.add_argument("model", metavar="MODEL.onnx")
-    run.add_argument("data", metavar="DATA", help="a CSV/Parquet file or sklearn:NAME")
-    run.add_argument("-o", "--output", help="predictions CSV (default: stdout)")
-    run.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
-    run.add_argument("--target", help="the data's target column, to leave out")
-    run.add_argument("--verbose", action="store_true", help="show onnxruntime's own messages")
-    run.set_defaults(run=cmd_run)
-    search = sub.add_parser("search", help="find a neuron structure for data (NeuronSeek-TD)")
-    search.add_argument("data", metavar="DATA", help="CSV/Parquet, sklearn:, keel: or synthetic:")
-    search.add_argument("-o", "--output", help="write the spec here (default: stdout)")
-    search.add_argument("--target", help="target column (default: the last)")
-    search.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
-    search.add_argument("--max-order", type=int, default=5, help="1..9 (5)")
-    search.add_argument("--rank", type=int, default=8, help="1..4096 (8)")
-    search.add_argument("--epochs", type=bounded_int(1, 100_000), help="training epochs per seed")
-    search.add_argument("--seed", type=int, default=0, help="first seed (0)")
-    search.add_argument("--seeds", type=bounded_int(1, 100), default=1, help="seeds to run (1)")
-    search.add_argument("--dims", type=bounded_int(1, 10_000), default=10, help="synthetic: inputs")
-    search.add_argument("--rows", type=bounded_int(10, 10_000_000), default=2500, help="synthetic")
-    add_synthetic_options(search)
-    search.add_argument("--summary", metavar="OUT.json", help="write the structure and timings")
-    search.add_argument("--plot", metavar="OUT.png", help="draw loss and gate probabilities")
-    search.set_defaults(run=cmd_search)
+    add_data_parsers(sub)  # run, search
     add_train_parsers(sub)  # train, eval, fit
     add_bench_parser(sub)
     return parser

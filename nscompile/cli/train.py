@@ -13,9 +13,8 @@ from typing import Any
 from nscompile.cli.data import add_synthetic_options, bounded_int
 from nscompile.errors import InputError
 from nscompile.files import check_writable
-from nscompile.lang.syntax import MAX_ORDER
+from nscompile.lang.syntax import MAX_ORDER, TASK_CHOICES
 
-TASK_CHOICES = ("auto", "regression", "classification")
 FIT_MAX_ORDER = 3
 
 
@@ -159,7 +158,7 @@ def _report(metrics: dict[str, Any]) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nscompile.lang.parser import read_source
+    from nscompile.lang.source import read_source
 
     spec_text = read_source(args.spec)
     check_writable(args.output, directory=True)

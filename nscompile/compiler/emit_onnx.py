@@ -7,13 +7,21 @@ version are pinned: onnxruntime 1.2x-1.3x accept IR version 8 / opset 18 everywh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
 import sympy as sp
 from onnx import TensorProto, helper, numpy_helper
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
+from sympy import (
+    HadamardPower,
+    HadamardProduct,
+    MatAdd,
+    MatMul,
+    MatrixSymbol,
+    OneMatrix,
+    Transpose,
+)
 
 from nscompile import __version__
 from nscompile.compiler import ops
@@ -30,6 +38,7 @@ from nscompile.compiler.ir import (
     product_factors,
 )
 from nscompile.errors import InputError, InternalError
+from nscompile.visitor import Visitor
 
 OPSET = 18
 IR_VERSION = 8
@@ -96,7 +105,7 @@ def emit_onnx(
             neuron = neurons[layer.neuron]
             dims = {IN: layer.in_features, OUT: layer.out_features}
             h = _NeuronLowering(graph, neuron, prefix, dims).run(h)
-        h = _activation(graph, layer.activation, h)
+        h = ops.ACTIVATIONS[layer.activation].onnx(graph, h)
     graph.node("Identity", [h], output=OUTPUT_NAME)
     model = graph.model(network, program)
     onnx.checker.check_model(model, full_check=True)
@@ -181,21 +190,7 @@ class GraphBuilder:
         return model
 
 
-def _activation(graph: GraphBuilder, name: str, h: str) -> str:
-    if name == "identity":
-        return h
-    if name == "silu":
-        return graph.node("Mul", [h, graph.node("Sigmoid", [h])])
-    if name == "gelu":  # exact gelu, as torch's default: x * (1 + erf(x / sqrt 2)) / 2
-        scaled = graph.node("Mul", [h, graph.constant(1 / np.sqrt(2.0))])
-        erf = graph.node("Add", [graph.node("Erf", [scaled]), graph.constant(1.0)])
-        return graph.node("Mul", [graph.node("Mul", [h, erf]), graph.constant(0.5)])
-    for op in ops.ACTIVATIONS[name].onnx:
-        h = graph.node(op, [h])
-    return h
-
-
-class _NeuronLowering:
+class _NeuronLowering(Visitor):
     """Lowers one neuron's IR into nodes, for one layer with concrete sizes."""
 
     def __init__(self, graph: GraphBuilder, neuron: NeuronIR, prefix: str, dims: dict) -> None:
@@ -215,14 +210,10 @@ class _NeuronLowering:
         return int(sp.sympify(value).subs(self.dims))
 
     def lower(self, expr: sp.Basic) -> str:
+        """IR expression -> the name of the value holding it: a symbol's, or a new node's."""
         if expr in self.values:
             return self.values[expr]
-        handler = _LOWERINGS.get(type(expr))
-        if handler is not None:
-            return handler(self, expr)
-        if isinstance(expr, sp.Expr) and expr.is_number:
-            return self.graph.constant(float(expr))
-        raise InternalError(f"no ONNX lowering for {type(expr).__name__}: {expr}")
+        return self.visit(expr)
 
     def chain(self, op: str, args: list[str]) -> str:
         result = args[0]
@@ -230,7 +221,7 @@ class _NeuronLowering:
             result = self.graph.node(op, [result, arg])
         return result
 
-    def matmul(self, node: MatMul) -> str:
+    def _visit_MatMul(self, node: MatMul) -> str:
         coefficient, matrices = product_factors(node)
         scalar = float(coefficient)
         if all(isinstance(m, OneMatrix) for m in matrices):
@@ -240,35 +231,42 @@ class _NeuronLowering:
             result if scalar == 1 else self.graph.node("Mul", [result, self.graph.constant(scalar)])
         )
 
-    def power(self, node: HadamardPower) -> str:
+    def _visit_HadamardPower(self, node: HadamardPower) -> str:
         base, k = self.lower(node.base), int(node.exp)
         if k == 2:
             return self.graph.node("Mul", [base, base])
         return self.graph.node("Pow", [base, self.graph.constant(float(k))])
 
-    def apply(self, node: Apply) -> str:
-        value = self.lower(node.arg)
-        for op in ops.ELEMENTWISE[node.name].onnx:
-            value = self.graph.node(op, [value])
-        return value
+    def _visit_Apply(self, node: Apply) -> str:
+        return ops.ELEMENTWISE[node.name].onnx(self.graph, self.lower(node.arg))
 
-    def column_slice(self, node: ColumnSlice) -> str:
+    def _visit_ColumnSlice(self, node: ColumnSlice) -> str:
         mat, start, stop = node.args
         bounds = [self.graph.constant([self.size(b)], np.int64) for b in (start, stop)]
         return self.graph.node(
             "Slice", [self.lower(mat), *bounds, self.graph.constant([1], np.int64)]
         )
 
+    def _visit_MatrixSymbol(self, node: MatrixSymbol) -> str:
+        raise InternalError(f"{node} has no value")  # inputs and parameters are in `values`
 
-_LOWERINGS: dict[type, Callable[[_NeuronLowering, sp.Basic], str]] = {
-    Transpose: lambda lw, n: lw.graph.node("Transpose", [lw.lower(n.arg)], perm=[1, 0]),
-    MatMul: _NeuronLowering.matmul,
-    MatAdd: lambda lw, n: lw.chain("Add", [lw.lower(a) for a in n.args]),
-    HadamardProduct: lambda lw, n: lw.chain("Mul", [lw.lower(a) for a in n.args]),
-    HadamardPower: _NeuronLowering.power,
-    Apply: _NeuronLowering.apply,
-    HStack: lambda lw, n: lw.graph.node("Concat", [lw.lower(a) for a in n.args], axis=1),
-    VStack: lambda lw, n: lw.graph.node("Concat", [lw.lower(a) for a in n.args], axis=0),
-    ColumnSlice: _NeuronLowering.column_slice,
-    OneMatrix: lambda lw, n: lw.graph.constant(1.0),  # a constant broadcast over the batch
-}  # type: ignore[dict-item]
+    def _visit_Transpose(self, node: Transpose) -> str:
+        return self.graph.node("Transpose", [self.lower(node.arg)], perm=[1, 0])
+
+    def _visit_MatAdd(self, node: MatAdd) -> str:
+        return self.chain("Add", [self.lower(a) for a in node.args])
+
+    def _visit_HadamardProduct(self, node: HadamardProduct) -> str:
+        return self.chain("Mul", [self.lower(a) for a in node.args])
+
+    def _visit_HStack(self, node: HStack) -> str:
+        return self.graph.node("Concat", [self.lower(a) for a in node.args], axis=1)
+
+    def _visit_VStack(self, node: VStack) -> str:
+        return self.graph.node("Concat", [self.lower(a) for a in node.args], axis=0)
+
+    def _visit_OneMatrix(self, node: OneMatrix) -> str:
+        return self.graph.constant(1.0)  # a constant broadcast over the batch
+
+    def _visit_Number(self, node: sp.Number) -> str:
+        return self.graph.constant(float(node))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 
 import jinja2
 import sympy as sp
@@ -30,10 +29,10 @@ from nscompile.compiler.ir import (
 )
 from nscompile.errors import InternalError
 from nscompile.lang.naming import unique_class_names
+from nscompile.lang.precedence import ATOM, POWER, PRODUCT, SUM, UNARY
 from nscompile.resources import data_path
+from nscompile.visitor import Visitor
 
-# Operator precedence in Python, to print the fewest parentheses.
-_ADD, _MUL, _NEG, _POW, _ATOM = 10, 20, 30, 40, 100
 _SAFE_DOC = re.compile(r"[A-Za-z0-9_ <>,+\-*().;=]*\Z")
 _SIZE_NAMES = re.compile(r"\b(in_features|out_features)\b")
 
@@ -135,7 +134,7 @@ def _init_code(param: Param) -> str:
     return f"nn.init.normal_(self.{param.name}, std={size})"
 
 
-class TorchPrinter:
+class TorchPrinter(Visitor):
     """Prints IR expressions as PyTorch expressions, with the fewest parentheses."""
 
     def __init__(self, params: set[MatrixSymbol], accumulate: bool = True) -> None:
@@ -163,42 +162,37 @@ class TorchPrinter:
         return "t" + name[len(TEMP_PREFIX) :]
 
     def print(self, expr: sp.Basic) -> tuple[str, int]:
-        """Return (code, precedence)."""
-        handler = _PRINTERS.get(type(expr))
-        if handler is not None:
-            return handler(self, expr)
-        if isinstance(expr, sp.Expr) and expr.is_number:
-            return _number(expr)
-        raise InternalError(f"no PyTorch printing for {type(expr).__name__}: {expr}")
+        """IR expression -> (code, precedence); InternalError for a node type it cannot print."""
+        return self.visit(expr)
 
     def operand(self, expr: sp.Basic, parent: int) -> str:
         code, precedence = self.print(expr)
         return f"({code})" if precedence <= parent else code
 
-    def symbol(self, node: MatrixSymbol) -> tuple[str, int]:
+    def _visit_MatrixSymbol(self, node: MatrixSymbol) -> tuple[str, int]:
         name = str(node.name)
         if node in self.params:
-            return f"self.{name}", _ATOM
+            return f"self.{name}", ATOM
         if name.startswith(TEMP_PREFIX):
-            return self.local(node), _ATOM
+            return self.local(node), ATOM
         if name == "x":
-            return "x", _ATOM
+            return "x", ATOM
         raise InternalError(f"unknown symbol {name}")
 
-    def matmul(self, node: MatMul) -> tuple[str, int]:
+    def _visit_MatMul(self, node: MatMul) -> tuple[str, int]:
         scalar, matrices = product_factors(node)
         if all(isinstance(m, OneMatrix) for m in matrices):
             return _number(scalar)
-        code = " @ ".join(self.operand(m, _MUL) for m in matrices)
+        code = " @ ".join(self.operand(m, PRODUCT) for m in matrices)
         if len(matrices) > 1 and scalar == 1:
-            return code, _MUL
+            return code, PRODUCT
         if scalar == 1:
             return self.print(matrices[0])
         if scalar == -1:  # `-a @ b` is `(-a) @ b`: a product, not a negation, to its neighbours
-            return f"-{code}", (_MUL if len(matrices) > 1 else _NEG)
-        return f"{_number(scalar)[0]} * {code}", _MUL
+            return f"-{code}", (PRODUCT if len(matrices) > 1 else UNARY)
+        return f"{_number(scalar)[0]} * {code}", PRODUCT
 
-    def add(self, node: MatAdd) -> tuple[str, int]:
+    def _visit_MatAdd(self, node: MatAdd) -> tuple[str, int]:
         """A sum with matrix products: accumulated in place into the first product's result.
 
         `_accumulate((a @ b).add_(e), c, d)`: the first product is a fresh tensor that nothing
@@ -223,37 +217,51 @@ class TorchPrinter:
                 self.accumulates = True
             else:
                 acc += f".add_({self(term)})"
-        return acc, _ATOM
+        return acc, ATOM
 
     def sum(self, terms: list[sp.Basic]) -> tuple[str, int]:
         parts: list[str] = []
         for term in terms:
             code, precedence = self.print(term)
-            if parts and code.startswith("-") and precedence in (_NEG, _MUL):
+            if parts and code.startswith("-") and precedence in (UNARY, PRODUCT):
                 parts.append(f"- {code[1:]}")
             else:
-                parts.append(("+ " if parts else "") + (f"({code})" if precedence < _ADD else code))
-        return " ".join(parts), _ADD
+                parts.append(("+ " if parts else "") + (f"({code})" if precedence < SUM else code))
+        return " ".join(parts), SUM
 
-    def hadamard(self, node: HadamardProduct) -> tuple[str, int]:
-        return " * ".join(self.operand(a, _MUL) for a in node.args), _MUL
+    def _visit_HadamardProduct(self, node: HadamardProduct) -> tuple[str, int]:
+        return " * ".join(self.operand(a, PRODUCT) for a in node.args), PRODUCT
 
-    def power(self, node: HadamardPower) -> tuple[str, int]:
-        return f"{self.operand(node.base, _POW)}**{int(node.exp)}", _POW
+    def _visit_HadamardPower(self, node: HadamardPower) -> tuple[str, int]:
+        return f"{self.operand(node.base, POWER)}**{int(node.exp)}", POWER
 
-    def apply(self, node: Apply) -> tuple[str, int]:
-        return ops.ELEMENTWISE[node.name].torch.format(self(node.arg)), _ATOM
+    def _visit_Apply(self, node: Apply) -> tuple[str, int]:
+        return ops.ELEMENTWISE[node.name].torch.format(self(node.arg)), ATOM
 
-    def stack(self, node: HStack | VStack) -> tuple[str, int]:
-        dim = 1 if isinstance(node, HStack) else 0
-        return f"torch.cat([{', '.join(self(a) for a in node.args)}], dim={dim})", _ATOM
+    def _visit_HStack(self, node: HStack) -> tuple[str, int]:
+        return self.cat(node, dim=1)
 
-    def column_slice(self, node: ColumnSlice) -> tuple[str, int]:
+    def _visit_VStack(self, node: VStack) -> tuple[str, int]:
+        return self.cat(node, dim=0)
+
+    def cat(self, node: HStack | VStack, dim: int) -> tuple[str, int]:
+        return f"torch.cat([{', '.join(self(a) for a in node.args)}], dim={dim})", ATOM
+
+    def _visit_ColumnSlice(self, node: ColumnSlice) -> tuple[str, int]:
         if node in self.pieces:
-            return self.pieces[node], _ATOM
+            return self.pieces[node], ATOM
         mat, start, stop = node.args
         lo = "" if start == 0 else _size_code(start)
-        return f"{self.operand(mat, _ATOM - 1)}[:, {lo}:{_size_code(stop)}]", _ATOM
+        return f"{self.operand(mat, ATOM - 1)}[:, {lo}:{_size_code(stop)}]", ATOM
+
+    def _visit_Transpose(self, node: Transpose) -> tuple[str, int]:
+        return f"{self.operand(node.arg, ATOM - 1)}.T", ATOM
+
+    def _visit_OneMatrix(self, node: OneMatrix) -> tuple[str, int]:
+        return "1", ATOM  # a constant broadcast over the batch
+
+    def _visit_Number(self, node: sp.Number) -> tuple[str, int]:
+        return _number(node)
 
 
 def _gemm(term: sp.Basic) -> bool:
@@ -277,19 +285,4 @@ def _number(value: sp.Basic) -> tuple[str, int]:
     if not math.isfinite(number):  # fold rejects these; `inf` would be an undefined name
         raise InternalError(f"a non-finite constant {value} reached the backend")
     code = str(int(number)) if number.is_integer() and abs(number) < _EXACT_INT else repr(number)
-    return code, (_NEG if number < 0 else _ATOM)
-
-
-_PRINTERS: dict[type, Callable[[TorchPrinter, sp.Basic], tuple[str, int]]] = {
-    MatrixSymbol: TorchPrinter.symbol,
-    Transpose: lambda p, n: (f"{p.operand(n.arg, _ATOM - 1)}.T", _ATOM),
-    MatMul: TorchPrinter.matmul,
-    MatAdd: TorchPrinter.add,
-    HadamardProduct: TorchPrinter.hadamard,
-    HadamardPower: TorchPrinter.power,
-    Apply: TorchPrinter.apply,
-    HStack: TorchPrinter.stack,
-    VStack: TorchPrinter.stack,
-    ColumnSlice: TorchPrinter.column_slice,
-    OneMatrix: lambda p, n: ("1", _ATOM),  # a constant broadcast over the batch
-}  # type: ignore[dict-item]
+    return code, (UNARY if number < 0 else ATOM)

@@ -18,8 +18,6 @@ as the IR's matrices, so whatever the IR would fold away is caught here first.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -29,6 +27,7 @@ from nscompile.errors import SpecError
 from nscompile.lang import syntax as s
 from nscompile.lang.check import ERRORS as CHECK_ERRORS
 from nscompile.lang.unparse import unparse_expr
+from nscompile.visitor import Visitor
 
 #: code -> (message, hint), `str.format` templates like `check.ERRORS`.
 ERRORS = {
@@ -78,7 +77,7 @@ def _shown(value: sp.Expr) -> str:
 _NON_FINITE = {sp.oo: "infinity", -sp.oo: "-infinity"}
 
 
-class _Folder:
+class _Folder(Visitor):
     """Folds the expression of one neuron; remembers which symbol stands for which term."""
 
     def __init__(self) -> None:
@@ -86,7 +85,7 @@ class _Folder:
         self.ids = itertools.count()
 
     def fold(self, node: s.Expr) -> sp.Expr:
-        value = _FOLD[type(node)](self, node)
+        value = self.visit(node)
         self._check_range(node, value)
         return value
 
@@ -118,17 +117,17 @@ class _Folder:
             raise _error("E136", node.span, arg=unparse_expr(node), value=_shown(value))
         return value
 
-    def number(self, node: s.Number) -> sp.Expr:
+    def _visit_Number(self, node: s.Number) -> sp.Expr:
         return number(node.value)
 
-    def name(self, node: s.Name) -> sp.Expr:
+    def _visit_Name(self, node: s.Name) -> sp.Expr:
         return X if node.name == s.INPUT_NAME else self._learnable(node)
 
-    def inner(self, node: s.Inner) -> sp.Expr:
+    def _visit_Inner(self, node: s.Inner) -> sp.Expr:
         self._input_wide(node.arg)
         return self._learnable(node)
 
-    def call(self, node: s.Call) -> sp.Expr:
+    def _visit_Call(self, node: s.Call) -> sp.Expr:
         if node.func == s.CP_NAME:
             self._input_wide(node.args[0])
             return self._learnable(node)
@@ -139,7 +138,7 @@ class _Folder:
             result = float(ops.ELEMENTWISE[node.func].numpy(np.array(float(arg))))
         return sp.Float(result) if np.isfinite(result) else sp.sympify(result)
 
-    def binop(self, node: s.BinOp) -> sp.Expr:
+    def _visit_BinOp(self, node: s.BinOp) -> sp.Expr:
         left, right = self.fold(node.left), self.fold(node.right)
         value = {"+": left + right, "-": left - right, "*": left * right}[node.op]
         # Only a product can lose a term: each symbol is used once, so no two terms cancel.
@@ -149,19 +148,8 @@ class _Folder:
             raise _error("E137", node.span, node=unparse_expr(node), term=term)
         return value
 
-    def neg(self, node: s.Neg) -> sp.Expr:
+    def _visit_Neg(self, node: s.Neg) -> sp.Expr:
         return -self.fold(node.operand)
 
-    def pow(self, node: s.Pow) -> sp.Expr:
+    def _visit_Pow(self, node: s.Pow) -> sp.Expr:
         return self.fold(node.base) ** int(node.exponent)
-
-
-_FOLD: dict[type, Callable[[_Folder, Any], sp.Expr]] = {
-    s.Number: _Folder.number,
-    s.Name: _Folder.name,
-    s.Inner: _Folder.inner,
-    s.Call: _Folder.call,
-    s.BinOp: _Folder.binop,
-    s.Neg: _Folder.neg,
-    s.Pow: _Folder.pow,
-}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import sympy as sp
@@ -11,6 +11,7 @@ from sympy import (
     HadamardProduct,
     MatAdd,
     MatMul,
+    MatrixExpr,
     MatrixSymbol,
     OneMatrix,
     Transpose,
@@ -31,6 +32,7 @@ from nscompile.compiler.ir import (
     VStack,
 )
 from nscompile.errors import InternalError
+from nscompile.visitor import Visitor
 
 Env = dict[sp.Basic, np.ndarray]
 
@@ -67,7 +69,9 @@ def evaluate_network(
     return h
 
 
-class _Evaluator:
+class _Evaluator(Visitor):
+    """IR expressions -> float64 arrays, given the values of the symbols and the sizes."""
+
     def __init__(self, env: Env, dims: dict[sp.Symbol, int]) -> None:
         self.env = env
         self.dims = dims
@@ -75,52 +79,58 @@ class _Evaluator:
     def __call__(self, expr: sp.Basic) -> np.ndarray:
         if expr in self.env:
             return self.env[expr]
-        handler = _HANDLERS.get(type(expr))
-        if handler is None:
-            if isinstance(expr, sp.Expr) and expr.is_number:
-                return np.asarray(float(expr))
-            raise InternalError(f"cannot evaluate {type(expr).__name__}: {expr}")
-        return handler(self, expr)
+        return self.visit(expr)
 
     def size(self, value: sp.Expr) -> int:
         return int(sp.sympify(value).subs(self.dims))
 
+    def _visit_MatrixSymbol(self, node: MatrixSymbol) -> np.ndarray:
+        raise InternalError(f"{node} has no value")
 
-def _symbol(ev: _Evaluator, node: MatrixSymbol) -> np.ndarray:
-    raise InternalError(f"{node} has no value")
+    def _visit_Transpose(self, node: Transpose) -> np.ndarray:
+        return self(node.arg).T
 
+    def _visit_MatMul(self, node: MatMul) -> np.ndarray:
+        scalar, matrices = 1.0, []
+        for arg in node.args:
+            if isinstance(arg, MatrixExpr):
+                matrices.append(self(arg))
+            else:
+                scalar *= float(arg)
+        result = matrices[0]
+        for matrix in matrices[1:]:
+            result = result @ matrix
+        return scalar * result
 
-def _matmul(ev: _Evaluator, node: MatMul) -> np.ndarray:
-    scalar, matrices = 1.0, []
-    for arg in node.args:
-        if isinstance(arg, sp.MatrixExpr):
-            matrices.append(ev(arg))
-        else:
-            scalar *= float(arg)
-    result = matrices[0]
-    for matrix in matrices[1:]:
-        result = result @ matrix
-    return scalar * result
+    def _visit_MatAdd(self, node: MatAdd) -> np.ndarray:
+        return sum((self(a) for a in node.args[1:]), self(node.args[0]))
 
+    def _visit_HadamardProduct(self, node: HadamardProduct) -> np.ndarray:
+        result = self(node.args[0])
+        for arg in node.args[1:]:
+            result = result * self(arg)
+        return result
 
-def _product(ev: _Evaluator, node: HadamardProduct) -> np.ndarray:
-    result = ev(node.args[0])
-    for arg in node.args[1:]:
-        result = result * ev(arg)
-    return result
+    def _visit_HadamardPower(self, node: HadamardPower) -> np.ndarray:
+        return self(node.base) ** int(node.exp)
 
+    def _visit_Apply(self, node: Apply) -> np.ndarray:
+        return ops.ELEMENTWISE[node.name].numpy(self(node.arg))
 
-_HANDLERS: dict[type, Callable[[_Evaluator, sp.Basic], np.ndarray]] = {
-    MatrixSymbol: _symbol,
-    Transpose: lambda ev, n: ev(n.arg).T,
-    MatMul: _matmul,
-    MatAdd: lambda ev, n: sum((ev(a) for a in n.args[1:]), ev(n.args[0])),
-    HadamardProduct: _product,
-    HadamardPower: lambda ev, n: ev(n.base) ** int(n.exp),
-    Apply: lambda ev, n: ops.ELEMENTWISE[n.name].numpy(ev(n.arg)),
-    HStack: lambda ev, n: np.concatenate([ev(a) for a in n.args], axis=1),
-    VStack: lambda ev, n: np.concatenate([ev(a) for a in n.args], axis=0),
-    ColumnSlice: lambda ev, n: ev(n.args[0])[:, ev.size(n.args[1]) : ev.size(n.args[2])],
-    OneMatrix: lambda ev, n: np.ones((ev.size(n.shape[0]), ev.size(n.shape[1]))),
-    ZeroMatrix: lambda ev, n: np.zeros((ev.size(n.shape[0]), ev.size(n.shape[1]))),
-}  # type: ignore[dict-item]
+    def _visit_HStack(self, node: HStack) -> np.ndarray:
+        return np.concatenate([self(a) for a in node.args], axis=1)
+
+    def _visit_VStack(self, node: VStack) -> np.ndarray:
+        return np.concatenate([self(a) for a in node.args], axis=0)
+
+    def _visit_ColumnSlice(self, node: ColumnSlice) -> np.ndarray:
+        return self(node.args[0])[:, self.size(node.args[1]) : self.size(node.args[2])]
+
+    def _visit_OneMatrix(self, node: OneMatrix) -> np.ndarray:
+        return np.ones((self.size(node.shape[0]), self.size(node.shape[1])))
+
+    def _visit_ZeroMatrix(self, node: ZeroMatrix) -> np.ndarray:
+        return np.zeros((self.size(node.shape[0]), self.size(node.shape[1])))
+
+    def _visit_Number(self, node: sp.Number) -> np.ndarray:
+        return np.asarray(float(node))

@@ -12,7 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy import Basic, MatrixExpr, MatrixSymbol
+from sympy import (
+    Basic,
+    HadamardPower,
+    HadamardProduct,
+    MatAdd,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    OneMatrix,
+    Transpose,
+)
 from sympy.core.symbol import Str
 
 from nscompile.errors import InternalError
@@ -83,6 +93,25 @@ class Apply(MatrixExpr):
 def elementwise(name: str, arg: MatrixExpr) -> Apply:
     """`name` applied elementwise to `arg`."""
     return Apply(Str(name), arg)
+
+
+#: Every matrix node type that lowering and the passes produce, SymPy's and ours: what every
+#: IR walker (the backends, the evaluator, the FLOP count) handles, and all that `verify` admits.
+#: tests/test_visitors.py checks the list against what compiling the examples and fuzzed specs
+#: reaches, and each walker against the list.
+NODE_TYPES: tuple[type[MatrixExpr], ...] = (
+    MatrixSymbol,
+    Transpose,
+    MatMul,
+    MatAdd,
+    HadamardProduct,
+    HadamardPower,
+    OneMatrix,
+    Apply,
+    HStack,
+    VStack,
+    ColumnSlice,
+)
 
 
 @dataclass(frozen=True)
@@ -164,6 +193,8 @@ class NeuronIR:
 
 def _verify_expr(owner: str, expr: MatrixExpr, known: set[MatrixSymbol]) -> None:
     for node in sp.preorder_traversal(expr):
+        if isinstance(node, MatrixExpr) and type(node) not in NODE_TYPES:
+            raise InternalError(f"{owner}: {type(node).__name__} is no IR node type: {node}")
         if isinstance(node, MatrixSymbol) and node not in known:
             raise InternalError(f"{owner}: {node} used before it is defined")
     _ = expr.shape  # shape errors raise here

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Callable
 
 import numpy as np
 import sympy as sp
@@ -35,6 +34,7 @@ from nscompile.errors import InternalError
 from nscompile.lang import syntax
 from nscompile.lang.naming import Namer
 from nscompile.lang.unparse import unparse_expr
+from nscompile.visitor import Visitor
 
 Value = MatrixExpr | sp.Expr  # a matrix, or a scalar constant
 
@@ -90,22 +90,8 @@ def _weight_names(expr: syntax.Expr) -> set[str]:
         node = stack.pop()
         if isinstance(node, syntax.Inner):
             names.add(node.weight)
-        stack.extend(_children(node))
+        stack.extend(syntax.children(node))
     return names
-
-
-def _children(node: syntax.Expr) -> tuple[syntax.Expr, ...]:
-    if isinstance(node, syntax.Inner):
-        return (node.arg,)
-    if isinstance(node, syntax.Call):
-        return node.args
-    if isinstance(node, syntax.BinOp):
-        return (node.left, node.right)
-    if isinstance(node, syntax.Neg):
-        return (node.operand,)
-    if isinstance(node, syntax.Pow):
-        return (node.base,)
-    return ()
 
 
 def _top_terms(expr: syntax.Expr, sign: int = 1) -> list[tuple[int, syntax.Expr]]:
@@ -116,7 +102,7 @@ def _top_terms(expr: syntax.Expr, sign: int = 1) -> list[tuple[int, syntax.Expr]
     return [(sign, expr)]
 
 
-class _Lowerer:
+class _Lowerer(Visitor):
     """Lowers the expressions of one neuron, collecting its parameters."""
 
     def __init__(self, rank: int | None, user_names: set[str]) -> None:
@@ -156,21 +142,21 @@ class _Lowerer:
         return total
 
     def lower(self, node: syntax.Expr) -> Value:
-        value = _LOWER[type(node)](self, node)
+        value = self.visit(node)
         # `x - x` and `0 * x` become ZeroMatrix, which no backend prints; held as the scalar 0,
         # the parts of an input that are constant (`cos(0 * x)`) fold to scalars as well.
         return sp.Integer(0) if isinstance(value, ZeroMatrix) else value
 
-    def _number(self, node: syntax.Number) -> Value:
+    def _visit_Number(self, node: syntax.Number) -> Value:
         return number(node.value)
 
-    def _name(self, node: syntax.Name) -> Value:
+    def _visit_Name(self, node: syntax.Name) -> Value:
         if node.name == syntax.INPUT_NAME:
             return sp.MatrixSymbol("x", BATCH, IN)
         param = self._add_param("bias", (OUT,), Init(IN, uniform=True), "bias")  # as nn.Linear
         return MatMul(OneMatrix(BATCH, 1), param.symbol)
 
-    def _inner(self, node: syntax.Inner) -> Value:
+    def _visit_Inner(self, node: syntax.Inner) -> Value:
         arg = self._nonzero(node.arg)
         m2 = _input_second_moment(node.arg)
         weight = self._add_param(node.weight, (OUT, IN), Init(IN, m2), "weight", fresh=False)
@@ -183,7 +169,7 @@ class _Lowerer:
             raise InternalError(f"'{unparse_expr(node)}' passed fold but lowered to {value}")
         return value
 
-    def _call(self, node: syntax.Call) -> Value:
+    def _visit_Call(self, node: syntax.Call) -> Value:
         if node.func == syntax.CP_NAME:
             return self._cp(node)
         arg = self.lower(node.args[0])
@@ -206,7 +192,7 @@ class _Lowerer:
         product = projections[0] if order == 1 else HadamardProduct(*projections)
         return MatMul(product, out.symbol)
 
-    def _binop(self, node: syntax.BinOp) -> Value:
+    def _visit_BinOp(self, node: syntax.BinOp) -> Value:
         left, right = self.lower(node.left), self.lower(node.right)
         if node.op == "+":
             return _add(left, right)
@@ -216,10 +202,10 @@ class _Lowerer:
             return HadamardProduct(left, right)
         return left * right
 
-    def _neg(self, node: syntax.Neg) -> Value:
+    def _visit_Neg(self, node: syntax.Neg) -> Value:
         return _scale(-1, self.lower(node.operand))
 
-    def _pow(self, node: syntax.Pow) -> Value:
+    def _visit_Pow(self, node: syntax.Pow) -> Value:
         base = self.lower(node.base)
         k = int(node.exponent)
         return HadamardPower(base, k) if isinstance(base, MatrixExpr) else base**k
@@ -233,17 +219,6 @@ class _Lowerer:
         return param
 
 
-_LOWER: dict[type, Callable[[_Lowerer, syntax.Expr], Value]] = {
-    syntax.Number: _Lowerer._number,
-    syntax.Name: _Lowerer._name,
-    syntax.Inner: _Lowerer._inner,
-    syntax.Call: _Lowerer._call,
-    syntax.BinOp: _Lowerer._binop,
-    syntax.Neg: _Lowerer._neg,
-    syntax.Pow: _Lowerer._pow,
-}  # type: ignore[dict-item]
-
-
 def _is_linear(term: syntax.Expr) -> bool:
     """`<w, x>`: a plain linear map of the input."""
     arg = term.arg if isinstance(term, syntax.Inner) else None
@@ -253,7 +228,7 @@ def _is_linear(term: syntax.Expr) -> bool:
 def _has_cp(expr: syntax.Expr) -> bool:
     if isinstance(expr, syntax.Call) and expr.func == syntax.CP_NAME:
         return True
-    return any(_has_cp(child) for child in _children(expr))
+    return any(_has_cp(child) for child in syntax.children(expr))
 
 
 def _scale(factor: int, value: Value) -> Value:
@@ -280,26 +255,36 @@ def _input_second_moment(expr: syntax.Expr) -> float:
     standardised inputs, whatever the power (E[z^10] = 945) or function.
     """
     with np.errstate(all="ignore"):
-        values = _evaluate_input(expr, _NODES)
+        values = _INPUT_SAMPLES.visit(expr, _NODES)
         m2 = float(np.sum(_WEIGHTS * values**2))
     if not math.isfinite(m2) or m2 < 1e-12:
         return 1.0
     return float(f"{m2:.6g}")  # rounded: the printed code must not depend on the last ulp
 
 
-def _evaluate_input(expr: syntax.Expr, z: np.ndarray) -> np.ndarray:
-    """Evaluate an input-wide expression on scalar samples `z` of the input."""
-    if isinstance(expr, syntax.Number):
+class _InputSamples(Visitor):
+    """An input-wide expression and scalar samples `z` of the input -> its values there."""
+
+    def _visit_Number(self, expr: syntax.Number, z: np.ndarray) -> np.ndarray:
         return np.full_like(z, expr.value)
-    if isinstance(expr, syntax.Name):
+
+    def _visit_Name(self, expr: syntax.Name, z: np.ndarray) -> np.ndarray:
         return z
-    if isinstance(expr, syntax.Neg):
-        return -_evaluate_input(expr.operand, z)
-    if isinstance(expr, syntax.Pow):
-        return _evaluate_input(expr.base, z) ** int(expr.exponent)
-    if isinstance(expr, syntax.Call):
-        return ops.ELEMENTWISE[expr.func].numpy(_evaluate_input(expr.args[0], z))
-    if isinstance(expr, syntax.BinOp):
-        left, right = _evaluate_input(expr.left, z), _evaluate_input(expr.right, z)
+
+    def _visit_Neg(self, expr: syntax.Neg, z: np.ndarray) -> np.ndarray:
+        return -self.visit(expr.operand, z)
+
+    def _visit_Pow(self, expr: syntax.Pow, z: np.ndarray) -> np.ndarray:
+        return self.visit(expr.base, z) ** int(expr.exponent)
+
+    def _visit_Call(self, expr: syntax.Call, z: np.ndarray) -> np.ndarray:
+        return ops.ELEMENTWISE[expr.func].numpy(self.visit(expr.args[0], z))
+
+    def _visit_BinOp(self, expr: syntax.BinOp, z: np.ndarray) -> np.ndarray:
+        left, right = self.visit(expr.left, z), self.visit(expr.right, z)
         return {"+": left + right, "-": left - right, "*": left * right}[expr.op]
-    raise InternalError(f"{type(expr).__name__} inside an input-wide expression")
+
+    # No `_visit_Inner`: a learnable term inside an input-wide expression is an InternalError.
+
+
+_INPUT_SAMPLES = _InputSamples()

@@ -1,21 +1,67 @@
 """One table of the language's functions: meaning (NumPy), PyTorch printing, ONNX lowering.
 
 Adding an elementwise function or an activation means adding one row here and its name to
-`syntax.ELEMENTWISE` / `syntax.ACTIVATIONS`; a test checks the two stay in step.
+`syntax.ELEMENTWISE` / `syntax.ACTIVATIONS`; a test checks the two stay in step. Every backend
+reads its column: `interpret` and `fold` the NumPy function, `emit_torch` the format string,
+`emit_onnx` the node builder, and training (`learn/train/core.py`) an activation's `nn` module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from nscompile.lang import syntax
 
 
+class Graph(Protocol):
+    """What an ONNX lowering needs of `emit_onnx.GraphBuilder`: fold and interpret load this
+    table, and they need not load onnx."""
+
+    def node(self, op: str, inputs: list[str]) -> str: ...
+
+    def constant(self, value: float) -> str: ...
+
+
+#: An ONNX lowering: (graph, the argument's value name) -> the result's value name.
+OnnxLowering = Callable[[Graph, str], str]
+
+
+def _nodes(*names: str) -> OnnxLowering:
+    """The lowering that applies ONNX ops of one input in order (none: the identity)."""
+
+    def lower(graph: Graph, h: str) -> str:
+        for op in names:
+            h = graph.node(op, [h])
+        return h
+
+    return lower
+
+
+def _onnx_silu(graph: Graph, h: str) -> str:
+    return graph.node("Mul", [h, graph.node("Sigmoid", [h])])  # opset 18 has no SiLU op
+
+
+def _onnx_gelu(graph: Graph, h: str) -> str:
+    # Exact gelu, as torch's default: x * (1 + erf(x / sqrt 2)) / 2 (Gelu is opset 20).
+    scaled = graph.node("Mul", [h, graph.constant(1 / np.sqrt(2.0))])
+    erf = graph.node("Add", [graph.node("Erf", [scaled]), graph.constant(1.0)])
+    return graph.node("Mul", [graph.node("Mul", [h, erf]), graph.constant(0.5)])
+
+
 def _sigmoid(a: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * a))  # stable for large |a|
+
+
+def _relu(a: np.ndarray) -> np.ndarray:
+    return np.maximum(a, 0.0)
+
+
+def _silu(a: np.ndarray) -> np.ndarray:
+    return a * _sigmoid(a)
 
 
 def _gelu(a: np.ndarray) -> np.ndarray:
@@ -31,31 +77,38 @@ class Op:
     name: str
     numpy: Callable[[np.ndarray], np.ndarray]
     torch: str  # format string with one `{}` for the argument
-    onnx: tuple[str, ...]  # ONNX op(s) applied in order; empty for identity
+    onnx: OnnxLowering
+
+
+@dataclass(frozen=True)
+class Activation(Op):
+    """A layer's activation; `module` names its `torch.nn` class, for the MLP baseline."""
+
+    module: str
 
 
 ELEMENTWISE: dict[str, Op] = {
     op.name: op
     for op in (
-        Op("abs", np.abs, "torch.abs({})", ("Abs",)),
-        Op("cos", np.cos, "torch.cos({})", ("Cos",)),
-        Op("exp", np.exp, "torch.exp({})", ("Exp",)),
-        Op("relu", lambda a: np.maximum(a, 0.0), "torch.relu({})", ("Relu",)),
-        Op("sigmoid", _sigmoid, "torch.sigmoid({})", ("Sigmoid",)),
-        Op("sin", np.sin, "torch.sin({})", ("Sin",)),
-        Op("tanh", np.tanh, "torch.tanh({})", ("Tanh",)),
+        Op("abs", np.abs, "torch.abs({})", _nodes("Abs")),
+        Op("cos", np.cos, "torch.cos({})", _nodes("Cos")),
+        Op("exp", np.exp, "torch.exp({})", _nodes("Exp")),
+        Op("relu", _relu, "torch.relu({})", _nodes("Relu")),
+        Op("sigmoid", _sigmoid, "torch.sigmoid({})", _nodes("Sigmoid")),
+        Op("sin", np.sin, "torch.sin({})", _nodes("Sin")),
+        Op("tanh", np.tanh, "torch.tanh({})", _nodes("Tanh")),
     )
 }
 
-ACTIVATIONS: dict[str, Op] = {
+ACTIVATIONS: dict[str, Activation] = {
     op.name: op
     for op in (
-        Op("gelu", _gelu, "nn.functional.gelu({})", ("Gelu",)),
-        Op("identity", lambda a: a, "{}", ()),
-        Op("relu", lambda a: np.maximum(a, 0.0), "torch.relu({})", ("Relu",)),
-        Op("sigmoid", _sigmoid, "torch.sigmoid({})", ("Sigmoid",)),
-        Op("silu", lambda a: a * _sigmoid(a), "nn.functional.silu({})", ("Silu",)),
-        Op("tanh", np.tanh, "torch.tanh({})", ("Tanh",)),
+        Activation("gelu", _gelu, "nn.functional.gelu({})", _onnx_gelu, "GELU"),
+        Activation("identity", lambda a: a, "{}", _nodes(), "Identity"),
+        Activation("relu", _relu, "torch.relu({})", _nodes("Relu"), "ReLU"),
+        Activation("sigmoid", _sigmoid, "torch.sigmoid({})", _nodes("Sigmoid"), "Sigmoid"),
+        Activation("silu", _silu, "nn.functional.silu({})", _onnx_silu, "SiLU"),
+        Activation("tanh", np.tanh, "torch.tanh({})", _nodes("Tanh"), "Tanh"),
     )
 }
 

@@ -1,13 +1,17 @@
-"""Optimisation passes over the IR, each a pure `NeuronIR -> NeuronIR` function, run in order.
+"""Optimisation passes over the IR: `PASSES`, the one list of `(name, function)` pairs, in order.
 
-`optimize` starts by inlining every assignment, so running it on its own output gives the
-same result (a test checks `optimize(optimize(ir)) == optimize(ir)`).
+Each pass is a pure `NeuronIR -> NeuronIR` function whose docstring shows the IR before and after.
+The list starts by inlining every assignment, so running it on its own output gives the same
+result (a test checks `optimize(optimize(ir)) == optimize(ir)`). With `verify=True`, `optimize`
+checks the IR after every pass and names the pass that broke it; each pass has a before/after
+case in `tests/passes/NAME.txt`, and `nscompile ir SPEC --after NAME` prints its output.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable
 
 import sympy as sp
 from sympy import (
@@ -23,8 +27,10 @@ from sympy import (
 from sympy.simplify.cse_main import tree_cse
 
 from nscompile.compiler.ir import TEMP_PREFIX, ColumnSlice, HStack, NeuronIR, ProgramIR, VStack
+from nscompile.errors import InternalError
 
 Pass = Callable[[NeuronIR], NeuronIR]
+NamedPass = tuple[str, Pass]
 
 
 def _with_output(ir: NeuronIR, output: MatrixExpr) -> NeuronIR:
@@ -181,7 +187,7 @@ def eliminate_common(ir: NeuronIR) -> NeuronIR:
     products into scalar `Mul`s).
     """
     taken = {str(t) for t, _ in ir.assignments}
-    names = (f"{TEMP_PREFIX}{i}" for i in _count() if f"{TEMP_PREFIX}{i}" not in taken)
+    names = (f"{TEMP_PREFIX}{i}" for i in itertools.count() if f"{TEMP_PREFIX}{i}" not in taken)
     replacements, (output,) = tree_cse(
         [ir.output], (sp.Symbol(n) for n in names), opt_subs={}, order="canonical"
     )
@@ -200,7 +206,10 @@ def eliminate_common(ir: NeuronIR) -> NeuronIR:
 
 
 def remove_dead(ir: NeuronIR) -> NeuronIR:
-    """Drop assignments nothing uses; inline those that only rename or transpose a symbol."""
+    """`_t0 = w.T; _t1 = e; return x*_t0` (`_t1` unused) -> `return x*w.T`.
+
+    Drops assignments nothing uses and inlines those that only rename or transpose a symbol.
+    """
     trivial = {t: e for t, e in ir.assignments if _is_trivial(e)}
     assignments = [(t, e.xreplace(trivial)) for t, e in ir.assignments if t not in trivial]
     output = ir.output.xreplace(trivial)
@@ -213,26 +222,49 @@ def remove_dead(ir: NeuronIR) -> NeuronIR:
     return dataclasses.replace(ir, assignments=tuple(reversed(kept)), output=output)
 
 
-PASSES: tuple[Pass, ...] = (
-    inline,
-    canonicalise,
-    power_chains,
-    fuse_projections,
-    fuse_sums,
-    eliminate_common,
-    remove_dead,
+PASSES: tuple[NamedPass, ...] = (
+    ("inline", inline),
+    ("canonicalise", canonicalise),
+    ("power_chains", power_chains),
+    ("fuse_projections", fuse_projections),
+    ("fuse_sums", fuse_sums),
+    ("eliminate_common", eliminate_common),
+    ("remove_dead", remove_dead),
 )
+PASS_NAMES = tuple(name for name, _ in PASSES)
 
 
-def optimize_neuron(ir: NeuronIR, passes: tuple[Pass, ...] = PASSES) -> NeuronIR:
-    for run in passes:
+def passes_through(name: str) -> tuple[NamedPass, ...]:
+    """The pass list up to and including the pass called `name`; KeyError for an unknown name."""
+    if name not in PASS_NAMES:
+        raise KeyError(name)
+    return PASSES[: PASS_NAMES.index(name) + 1]
+
+
+def verify_after(stage: str, ir: NeuronIR | ProgramIR) -> None:
+    """Run `ir.verify()`; a broken IR is reported with the stage that produced it."""
+    try:
+        ir.verify()
+    except InternalError as error:
+        raise InternalError(f"{stage} broke the IR: {error}") from error
+
+
+def optimize_neuron(
+    ir: NeuronIR, passes: tuple[NamedPass, ...] | None = None, verify: bool = False
+) -> NeuronIR:
+    """Run `passes` (default `PASSES`) in order; with `verify`, check the IR after each one."""
+    for name, run in PASSES if passes is None else passes:
         ir = run(ir)
+        if verify:
+            verify_after(f"pass '{name}'", ir)
     return ir
 
 
-def optimize(program: ProgramIR, passes: tuple[Pass, ...] = PASSES) -> ProgramIR:
-    """Run every pass, in order, on every neuron."""
-    neurons = tuple(optimize_neuron(n, passes) for n in program.neurons)
+def optimize(
+    program: ProgramIR, passes: tuple[NamedPass, ...] | None = None, verify: bool = False
+) -> ProgramIR:
+    """Run every pass (default `PASSES`), in order, on every neuron; see `optimize_neuron`."""
+    neurons = tuple(optimize_neuron(n, passes, verify) for n in program.neurons)
     return dataclasses.replace(program, neurons=neurons)
 
 
@@ -272,10 +304,3 @@ def _is_trivial(expr: sp.Basic) -> bool:
     return isinstance(expr, MatrixSymbol) or (
         isinstance(expr, Transpose) and isinstance(expr.arg, MatrixSymbol)
     )
-
-
-def _count() -> Iterator[int]:
-    i = 0
-    while True:
-        yield i
-        i += 1

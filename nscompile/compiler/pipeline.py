@@ -1,18 +1,25 @@
-"""The one place that knows the stage order: source -> AST -> IR -> optimised IR -> code."""
+"""The one place that knows the stage order: source -> AST -> IR -> optimised IR -> code.
+
+The IR is checked (`verify()`) after lowering and after every pass when `verify=True` is given
+or the environment variable `NSCOMPILE_VERIFY` is set to anything but `0` (the tests set it):
+a pass that breaks the IR is then an internal error that names the pass.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nscompile.errors import InputError, Span, SpecError
+from nscompile.errors import InputError, Span, SpecError, did_you_mean
 from nscompile.lang import syntax
 from nscompile.lang.check import check
 from nscompile.lang.fold_gate import needs_fold
-from nscompile.lang.parser import parse, read_source
+from nscompile.lang.parser import parse
+from nscompile.lang.source import read_source
 
 # The back half (SymPy, jinja2, onnx) loads in the functions that need it: `nscompile check` and
 # `fmt` use only the front end, and ONNX's import alone takes longer than a whole check.
@@ -32,6 +39,10 @@ FLOAT32_BYTES = 4
 #: An ONNX file is one protobuf message, and protobuf refuses messages from 2 GiB on; the margin
 #: holds the graph itself.
 MAX_ONNX_PARAM_BYTES = 2 * 1024**3 - 16 * 1024**2
+#: The debug flag: verify the IR between passes (a bit slower; off by default).
+VERIFY_ENV = "NSCOMPILE_VERIFY"
+#: The stage name of the unoptimised IR, beside the pass names (`nscompile ir --after lower`).
+LOWERED = "lower"
 
 
 @dataclass(frozen=True)
@@ -60,19 +71,60 @@ def front_end(text: str, file: str = "<string>") -> syntax.Spec:
     return fold(spec)
 
 
-def compile_text(text: str, file: str = "<string>", max_param_bytes: int | None = None) -> Compiled:
+def compile_text(
+    text: str,
+    file: str = "<string>",
+    max_param_bytes: int | None = None,
+    verify: bool | None = None,
+) -> Compiled:
     """Source text -> all stages; raises SpecError for any problem with the spec.
 
     A network whose float32 parameters would take more than `max_param_bytes` (default
-    `MAX_PARAM_BYTES`) is an error.
+    `MAX_PARAM_BYTES`) is an error. `verify` checks the IR between passes (default: the
+    `NSCOMPILE_VERIFY` environment variable).
     """
     from nscompile.compiler.lower import lower_program
-    from nscompile.compiler.passes import optimize
+    from nscompile.compiler.passes import optimize, verify_after
 
+    verify = _verify_requested(verify)
     spec = front_end(text, file)
     lowered = lower_program(spec, source_name(file), text)
+    if verify:
+        verify_after("lowering", lowered)
     _check_sizes(spec, lowered, MAX_PARAM_BYTES if max_param_bytes is None else max_param_bytes)
-    return Compiled(text, spec, lowered, optimize(lowered), file)
+    return Compiled(text, spec, lowered, optimize(lowered, verify=verify), file)
+
+
+def _verify_requested(verify: bool | None) -> bool:
+    if verify is not None:
+        return verify
+    return os.environ.get(VERIFY_ENV, "") not in ("", "0")
+
+
+def stage_names() -> tuple[str, ...]:
+    """`lower` (the unoptimised IR), then the passes' names in the order they run."""
+    from nscompile.compiler.passes import PASS_NAMES
+
+    return (LOWERED, *PASS_NAMES)
+
+
+def check_stage(name: str) -> None:
+    """Raise InputError, with a did-you-mean hint and the valid names, unless `name` is a stage."""
+    names = stage_names()
+    if name not in names:
+        close = did_you_mean(name, names)
+        known = f"known: {', '.join(names)}"
+        raise InputError(f"unknown pass '{name}'", hint=f"{close} {known}" if close else known)
+
+
+def ir_after(compiled: Compiled, stage: str, verify: bool | None = None) -> ProgramIR:
+    """The IR after the pass called `stage` (`lower`: before any); InputError for other names."""
+    from nscompile.compiler.passes import optimize, passes_through
+
+    check_stage(stage)
+    if stage == LOWERED:
+        return compiled.lowered
+    return optimize(compiled.lowered, passes_through(stage), _verify_requested(verify))
 
 
 def _check_sizes(spec: syntax.Spec, program: ProgramIR, max_param_bytes: int) -> None:
@@ -127,9 +179,8 @@ def to_torch_unfused(compiled: Compiled) -> str:
     between the two. `nscompile bench` measures the generated module against it.
     """
     from nscompile.compiler.emit_torch import emit_torch
-    from nscompile.compiler.passes import canonicalise, inline, optimize
 
-    return emit_torch(optimize(compiled.lowered, (inline, canonicalise)), accumulate=False)
+    return emit_torch(ir_after(compiled, "canonicalise"), accumulate=False)
 
 
 def select_network(compiled: Compiled, name: str | None) -> NetworkIR:

@@ -13,14 +13,13 @@ constants (E136, E137, E139, E170) come from `fold`, the next stage.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from nscompile.errors import Span, SpecError, did_you_mean
 from nscompile.lang import syntax as s
 from nscompile.lang.naming import why_not_allowed
 from nscompile.lang.unparse import format_number, unparse_expr
+from nscompile.visitor import Visitor
 
 #: Words of the .ns language; a declaration so named could not be referred to.
 KEYWORDS = ("dense", "input", "network", "neuron", "rank", "task")
@@ -193,7 +192,7 @@ def _is_order(value: float) -> bool:
 
 
 @dataclass
-class _Scope:
+class _Scope(Visitor):
     """What one neuron's expression has used so far: its weights, cp terms and the bias."""
 
     has_rank: bool
@@ -203,14 +202,14 @@ class _Scope:
 
     def kind(self, expr: s.Expr) -> str:
         """Check `expr` and return its kind: SCALAR, INPUT or UNIT."""
-        return KINDS[type(expr)](self, expr)
+        return self.visit(expr)
 
-    def number(self, expr: s.Number) -> str:
+    def _visit_Number(self, expr: s.Number) -> str:
         if not math.isfinite(expr.value) or abs(expr.value) > s.MAX_NUMBER:
             raise _error("E134", expr.span)
         return SCALAR
 
-    def name(self, expr: s.Name) -> str:
+    def _visit_Name(self, expr: s.Name) -> str:
         name = expr.name
         if name == s.INPUT_NAME:
             return INPUT
@@ -226,7 +225,7 @@ class _Scope:
             hint = f"'{name}' is a weight; a weight appears only as <{name}, x>"
         raise _error("E120", expr.span, hint, name=name)
 
-    def inner(self, expr: s.Inner) -> str:
+    def _visit_Inner(self, expr: s.Inner) -> str:
         weight = expr.weight
         if weight in (s.INPUT_NAME, *s.BIAS_NAMES):
             raise _error("E124", expr.span, name=weight)
@@ -242,7 +241,7 @@ class _Scope:
             raise _error("E123", expr.arg.span, arg=unparse_expr(expr.arg), name=weight)
         return UNIT
 
-    def call(self, expr: s.Call) -> str:
+    def _visit_Call(self, expr: s.Call) -> str:
         if expr.func == s.CP_NAME:
             return self.cp(expr)
         if expr.func not in s.ELEMENTWISE:
@@ -268,38 +267,28 @@ class _Scope:
             raise _error("E115", expr.span)
         return UNIT
 
-    def binop(self, expr: s.BinOp) -> str:
+    def _visit_BinOp(self, expr: s.BinOp) -> str:
         left, right = self.kind(expr.left), self.kind(expr.right)
         if SCALAR in (left, right) or left == right:
             return right if left == SCALAR else left
         loose = expr.left if left == INPUT else expr.right  # input-wide next to unit-wide
         raise _error("E131", loose.span, arg=unparse_expr(loose))
 
-    def neg(self, expr: s.Neg) -> str:
+    def _visit_Neg(self, expr: s.Neg) -> str:
         return self.kind(expr.operand)
 
-    def pow(self, expr: s.Pow) -> str:
+    def _visit_Pow(self, expr: s.Pow) -> str:
         kind = self.kind(expr.base)
         if not _is_order(expr.exponent):
             raise _error("E132", expr.span, value=format_number(expr.exponent))
         return kind
 
 
-KINDS: dict[type, Callable[[_Scope, Any], str]] = {
-    s.Number: _Scope.number,
-    s.Name: _Scope.name,
-    s.Inner: _Scope.inner,
-    s.Call: _Scope.call,
-    s.BinOp: _Scope.binop,
-    s.Neg: _Scope.neg,
-    s.Pow: _Scope.pow,
-}
-
 # --- networks ------------------------------------------------------------------------------
 
 
 @dataclass
-class _Layers:
+class _Layers(Visitor):
     """A network's statements seen so far, checked one at a time in source order."""
 
     network: s.Network
@@ -307,13 +296,13 @@ class _Layers:
     last_width: int | None = None
     seen_task: bool = False
 
-    def input(self, stmt: s.Input) -> None:
+    def _visit_Input(self, stmt: s.Input) -> None:
         if stmt is not self.network.body[0]:
             raise _error("E141", stmt.span)
         _in_range("E142", stmt.width, s.MAX_WIDTH, stmt.span, what="input width",
                   why="the input width is the number of input features")  # fmt: skip
 
-    def dense(self, stmt: s.Dense) -> None:
+    def _visit_Dense(self, stmt: s.Dense) -> None:
         _in_range("E142", stmt.width, s.MAX_WIDTH, stmt.span, what="layer width",
                   why="the width is the number of units in the layer")  # fmt: skip
         neurons, name = self.spec.neurons, stmt.neuron
@@ -332,7 +321,7 @@ class _Layers:
             raise _error("E145", stmt.span, hint, name=stmt.activation)
         self.last_width = stmt.width
 
-    def task(self, stmt: s.Task) -> None:
+    def _visit_Task(self, stmt: s.Task) -> None:
         if self.seen_task:
             raise _error("E146", stmt.span)
         self.seen_task = True
@@ -351,13 +340,6 @@ class _Layers:
             raise _error("E150", stmt.span, value=stmt.classes, width=width)
 
 
-LAYERS: dict[type, Callable] = {
-    s.Input: _Layers.input,
-    s.Dense: _Layers.dense,
-    s.Task: _Layers.task,
-}
-
-
 def _check_network(network: s.Network, spec: s.Spec) -> None:
     body = network.body
     if not body or not isinstance(body[0], s.Input):
@@ -366,6 +348,6 @@ def _check_network(network: s.Network, spec: s.Spec) -> None:
     for stmt in body:
         if layers.seen_task and not isinstance(stmt, s.Task):
             raise _error("E147", stmt.span)
-        LAYERS[type(stmt)](layers, stmt)
+        layers.visit(stmt)
     if layers.last_width is None:
         raise _error("E143", network.name_span, name=network.name)

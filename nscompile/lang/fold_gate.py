@@ -13,6 +13,7 @@ tests/test_fuzz.py checks the claim: every fuzzed spec the gate lets through fol
 from __future__ import annotations
 
 from nscompile.lang import syntax as s
+from nscompile.visitor import Visitor
 
 
 def needs_fold(spec: s.Spec) -> bool:
@@ -26,7 +27,7 @@ def needs_fold(spec: s.Spec) -> bool:
 
 def _plain(expr: s.Expr) -> bool:
     try:
-        return _degree(expr) <= s.MAX_FOLDED_POWER
+        return _DEGREE.visit(expr) <= s.MAX_FOLDED_POWER
     except _NeedsFold:
         return False
 
@@ -35,54 +36,76 @@ class _NeedsFold(Exception):
     pass
 
 
-def _degree(node: s.Expr) -> int:
-    """An upper bound of every exponent SymPy could fold into `node`; _NeedsFold otherwise."""
-    if isinstance(node, s.Name):
+class _Degree(Visitor):
+    """An upper bound of every exponent SymPy could fold into a node; _NeedsFold otherwise."""
+
+    def _visit_Name(self, node: s.Name) -> int:
         return 1
-    if isinstance(node, s.Inner):
-        _argument(node.arg)
+
+    def _visit_Inner(self, node: s.Inner) -> int:
+        self.argument(node.arg)
         return 1  # a learnable term: its own symbol, never combined with another
-    if isinstance(node, s.Call):
+
+    def _visit_Call(self, node: s.Call) -> int:
         if node.func == s.CP_NAME:
-            _argument(node.args[0])
+            self.argument(node.args[0])
             return 1
         if len(node.args) != 1:
             raise _NeedsFold
-        _degree(node.args[0])
+        self.visit(node.args[0])
         return 1  # a function of x is an opaque base
-    if isinstance(node, s.BinOp):
+
+    def _visit_BinOp(self, node: s.BinOp) -> int:
         if node.op == "+":
-            return max(_degree(node.left), _degree(node.right))
+            return max(self.visit(node.left), self.visit(node.right))
         if node.op == "*":
-            return _degree(node.left) + _degree(node.right)
+            return self.visit(node.left) + self.visit(node.right)
         raise _NeedsFold  # '-': terms may cancel
-    if isinstance(node, s.Pow):
+
+    def _visit_Pow(self, node: s.Pow) -> int:
         if node.exponent != int(node.exponent) or node.exponent < 1:
             raise _NeedsFold
-        degree = _degree(node.base) * int(node.exponent)
+        degree = self.visit(node.base) * int(node.exponent)
         if degree > s.MAX_FOLDED_POWER:
             raise _NeedsFold
         return degree
-    raise _NeedsFold  # a number or a negation
+
+    def _visit_Number(self, node: s.Number) -> int:
+        raise _NeedsFold  # a constant may be out of range, or zero a term
+
+    def _visit_Neg(self, node: s.Neg) -> int:
+        raise _NeedsFold  # terms may cancel
+
+    def argument(self, node: s.Expr) -> None:
+        """A learnable term's argument: it must mention x (else fold says it is constant)."""
+        if not _MENTIONS_X.visit(node) or self.visit(node) > s.MAX_FOLDED_POWER:
+            raise _NeedsFold
 
 
-def _argument(node: s.Expr) -> None:
-    """A learnable term's argument: it must mention x (else fold says it is constant)."""
-    if not _mentions_x(node) or _degree(node) > s.MAX_FOLDED_POWER:
-        raise _NeedsFold
+class _MentionsX(Visitor):
+    """Whether the input occurs in a node outside any learnable term."""
 
-
-def _mentions_x(node: s.Expr) -> bool:
-    if isinstance(node, s.Name):
+    def _visit_Name(self, node: s.Name) -> bool:
         return node.name == s.INPUT_NAME
-    if isinstance(node, s.Inner | s.Number):
+
+    def _visit_Number(self, node: s.Number) -> bool:
         return False
-    if isinstance(node, s.Call):
-        return any(_mentions_x(a) for a in node.args[:1])
-    if isinstance(node, s.BinOp):
-        return _mentions_x(node.left) or _mentions_x(node.right)
-    if isinstance(node, s.Neg):
-        return _mentions_x(node.operand)
-    if isinstance(node, s.Pow):
-        return _mentions_x(node.base)
-    return False
+
+    def _visit_Inner(self, node: s.Inner) -> bool:
+        return False
+
+    def _visit_Call(self, node: s.Call) -> bool:
+        return any(self.visit(a) for a in node.args[:1])
+
+    def _visit_BinOp(self, node: s.BinOp) -> bool:
+        return self.visit(node.left) or self.visit(node.right)
+
+    def _visit_Neg(self, node: s.Neg) -> bool:
+        return self.visit(node.operand)
+
+    def _visit_Pow(self, node: s.Pow) -> bool:
+        return self.visit(node.base)
+
+
+_DEGREE = _Degree()
+_MENTIONS_X = _MentionsX()

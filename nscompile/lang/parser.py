@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import replace
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import lark
 from lark import Lark, Token, Transformer, v_args
@@ -24,6 +22,7 @@ from lark.lexer import PatternStr
 
 from nscompile.errors import Span, SpecError
 from nscompile.lang import syntax as s
+from nscompile.lang.comments import attach_comments
 from nscompile.resources import data_path
 
 _D = TypeVar("_D", s.Neuron, s.Network)
@@ -92,34 +91,7 @@ def parse(text: str, file: str = "<string>") -> s.Spec:
         if isinstance(err.orig_exc, SpecError):
             raise err.orig_exc from None
         raise
-    return _attach_comments(spec, to_ast.braces, comment_tokens)
-
-
-def read_source(path: str) -> str:
-    """Read a spec file as text.
-
-    Raises:
-        SpecError: E003 for a missing file, a directory, a binary or a non-UTF-8 file.
-    """
-    where = Path(path)
-    if where.is_dir():
-        raise SpecError("E003", f"'{path}' is a directory", None, "pass a .ns file")
-    try:
-        data = where.read_bytes()
-    except FileNotFoundError:
-        raise SpecError("E003", f"no such file '{path}'", None, "check the path") from None
-    except OSError as err:
-        hint = "check that the file exists and is readable"
-        raise SpecError("E003", f"cannot read '{path}': {err.strerror}", None, hint) from None
-    if b"\0" in data:
-        span = _byte_span(path, data, data.index(b"\0"))
-        raise SpecError("E003", "this is a binary file", span, "a spec is a UTF-8 text file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        span = _byte_span(path, data, err.start)
-        hint = "save the file as UTF-8"
-        raise SpecError("E003", "the file is not valid UTF-8", span, hint) from None
+    return attach_comments(spec, to_ast.braces, comment_tokens)
 
 
 def _check_depth(tree: lark.Tree, file: str) -> None:
@@ -133,13 +105,6 @@ def _check_depth(tree: lark.Tree, file: str) -> None:
                 "E005", f"nested more than {MAX_DEPTH} levels deep", _span(file, node.meta), hint
             )
         stack += [(child, depth + 1) for child in node.children if isinstance(child, lark.Tree)]
-
-
-def _byte_span(path: str, data: bytes, offset: int) -> Span:
-    """The span of the byte at `offset`, its column counted in characters of its line."""
-    line_start = data.rfind(b"\n", 0, offset) + 1
-    col = len(data[line_start:offset].decode("utf-8", "replace")) + 1
-    return Span.point(path, data.count(b"\n", 0, offset) + 1, col)
 
 
 # --- lark errors to SpecError --------------------------------------------------------------
@@ -309,72 +274,3 @@ class _ToAst(Transformer):
 
     def group(self, meta, expr):
         return expr
-
-
-# --- comments ------------------------------------------------------------------------------
-#
-# Anchors are the places a comment can belong to, in source order: each declaration's header
-# (from `neuron` to `{`), each statement, each closing `}`. A comment at the end of an anchor's
-# last line trails it; a comment inside an anchor, or before one, leads it; a comment before
-# or just after a `}` closes that block; the rest trail the file.
-
-Position = tuple[int, int]
-Anchor = tuple[Position, Position, tuple[int, ...]]  # start, end, (decl,) or (decl, stmt)
-
-
-def _start(where: Any) -> Position:
-    """Where a `Span` or a lark `Token` starts."""
-    return (where.line, where.col if isinstance(where, Span) else where.column)
-
-
-def _end(where: Any) -> Position:
-    """Where a `Span` or a lark `Token` ends (exclusive)."""
-    return (where.end_line, where.end_col if isinstance(where, Span) else where.end_column)
-
-
-def _anchors(spec: s.Spec, braces: list[tuple[Token, Token]]) -> list[Anchor]:
-    anchors: list[Anchor] = []
-    for i, (decl, (lbrace, rbrace)) in enumerate(zip(spec.decls, braces, strict=True)):
-        anchors.append((_start(decl.span), _end(lbrace), (i,)))
-        anchors += [(_start(st.span), _end(st.span), (i, j)) for j, st in enumerate(decl.body)]
-        anchors.append((_start(rbrace), _end(rbrace), (i, -1)))
-    return anchors
-
-
-def _place(anchors: list[Anchor], at: Position) -> tuple[str, tuple[int, ...]]:
-    """Where a comment at `at` goes: ("trailing" | "leading", anchor key), or ("file", ())."""
-    ending_here = [a for a in anchors if a[1][0] == at[0] and a[1] <= at]
-    if ending_here:
-        return "trailing", ending_here[-1][2]
-    for start, end, key in anchors:
-        if start < at < end or at < start:
-            return "leading", key
-    return "file", ()
-
-
-def _attach_comments(
-    spec: s.Spec, braces: list[tuple[Token, Token]], tokens: list[Token]
-) -> s.Spec:
-    anchors = _anchors(spec, braces)
-    leading: dict[tuple[int, ...], list[str]] = {}
-    trailing: dict[tuple[int, ...], str] = {}
-    file_trailing: list[str] = []
-    for token in tokens:
-        text = str(token).rstrip()
-        where, key = _place(anchors, _start(token))
-        if where == "file":
-            file_trailing.append(text)
-        elif where == "trailing" and key[-1] != -1:  # a `}` keeps its comments above it
-            trailing[key] = text
-        else:
-            leading.setdefault(key, []).append(text)
-
-    def comments(key: tuple[int, ...]) -> s.Comments:
-        return s.Comments(tuple(leading.get(key, ())), trailing.get(key))
-
-    decls = []
-    for i, decl in enumerate(spec.decls):
-        body = tuple(replace(st, comments=comments((i, j))) for j, st in enumerate(decl.body))
-        closing = tuple(leading.get((i, -1), ()))
-        decls.append(replace(decl, body=body, comments=comments((i,)), closing=closing))  # type: ignore[arg-type]
-    return s.Spec(tuple(decls), tuple(file_trailing))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nscompile.errors import Span
+from nscompile.visitor import Visitor
 
 # --- vocabularies and bounds -------------------------------------------------------------
 
@@ -25,6 +26,8 @@ CP_NAME = "cp"
 ACTIVATIONS = ("gelu", "identity", "relu", "sigmoid", "silu", "tanh")
 #: Task kinds of a network.
 TASKS = ("classification", "regression")
+# What a data command or estimator accepts: a spec's task, or `auto` (decided from the target).
+TASK_CHOICES = ("auto", *TASKS)
 
 #: Largest power `x**k` and largest CP order `cp(x, k)`.
 MAX_ORDER = 9
@@ -109,6 +112,40 @@ class Pow:
 
 
 Expr = Number | Name | Inner | Call | BinOp | Neg | Pow
+
+
+class _Children(Visitor):
+    """An expression -> its sub-expressions, left to right."""
+
+    def _visit_Number(self, node: Number) -> tuple[Expr, ...]:
+        return ()
+
+    def _visit_Name(self, node: Name) -> tuple[Expr, ...]:
+        return ()
+
+    def _visit_Inner(self, node: Inner) -> tuple[Expr, ...]:
+        return (node.arg,)
+
+    def _visit_Call(self, node: Call) -> tuple[Expr, ...]:
+        return node.args
+
+    def _visit_BinOp(self, node: BinOp) -> tuple[Expr, ...]:
+        return (node.left, node.right)
+
+    def _visit_Neg(self, node: Neg) -> tuple[Expr, ...]:
+        return (node.operand,)
+
+    def _visit_Pow(self, node: Pow) -> tuple[Expr, ...]:
+        return (node.base,)
+
+
+_CHILDREN = _Children()
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """An expression -> its sub-expressions, left to right (none for a number or a name)."""
+    return _CHILDREN.visit(expr)
+
 
 # --- statements and declarations ---------------------------------------------------------
 

@@ -9,15 +9,11 @@ its `}`, the file's trailing comments at the end.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from nscompile.lang import syntax as s
+from nscompile.lang.precedence import ATOM, BINARY, POWER, UNARY
+from nscompile.visitor import Visitor
 
 INDENT = "    "
-
-# Binding strength, loosest first: the grammar's ladder sum < product < unary < power < atom.
-SUM, PRODUCT, UNARY, POWER, ATOM = range(1, 6)
-BINARY_PRECEDENCE = {"+": SUM, "-": SUM, "*": PRODUCT}
 
 
 def unparse(spec: s.Spec) -> str:
@@ -30,7 +26,7 @@ def unparse(spec: s.Spec) -> str:
 
 def unparse_expr(expr: s.Expr) -> str:
     """Expression -> canonical text, e.g. `<w1, x> + <w2, x**2> + b`."""
-    text, _ = _expr(expr)
+    text, _ = _EXPRESSIONS.visit(expr)
     return text
 
 
@@ -41,7 +37,7 @@ def _decl_lines(decl: s.Decl) -> list[str]:
     keyword = "neuron" if isinstance(decl, s.Neuron) else "network"
     lines = _with_comments(f"{keyword} {decl.name} {{", decl.comments, "")
     for stmt in decl.body:
-        lines += _with_comments(STATEMENTS[type(stmt)](stmt), stmt.comments, INDENT)
+        lines += _with_comments(_STATEMENTS.visit(stmt), stmt.comments, INDENT)
     lines += [INDENT + comment for comment in decl.closing]
     lines.append("}")
     return lines
@@ -53,22 +49,27 @@ def _with_comments(code: str, comments: s.Comments, indent: str) -> list[str]:
     return lines + [indent + code + trailing]
 
 
-def _dense(stmt: s.Dense) -> str:
-    words = ["dense", str(stmt.width), stmt.neuron, stmt.activation]
-    return " ".join(word for word in words if word is not None)
+class _Statements(Visitor):
+    """Statement -> its line of code, without comments or indent."""
+
+    def _visit_Rank(self, stmt: s.Rank) -> str:
+        return f"rank {stmt.rank}"
+
+    def _visit_Assign(self, stmt: s.Assign) -> str:
+        return f"{stmt.target} = {unparse_expr(stmt.expr)}"
+
+    def _visit_Input(self, stmt: s.Input) -> str:
+        return f"input {stmt.width}"
+
+    def _visit_Dense(self, stmt: s.Dense) -> str:
+        words = ["dense", str(stmt.width), stmt.neuron, stmt.activation]
+        return " ".join(word for word in words if word is not None)
+
+    def _visit_Task(self, stmt: s.Task) -> str:
+        return f"task {stmt.kind}" if stmt.classes is None else f"task {stmt.kind} {stmt.classes}"
 
 
-def _task(stmt: s.Task) -> str:
-    return f"task {stmt.kind}" if stmt.classes is None else f"task {stmt.kind} {stmt.classes}"
-
-
-STATEMENTS: dict[type, Callable] = {
-    s.Rank: lambda stmt: f"rank {stmt.rank}",
-    s.Assign: lambda stmt: f"{stmt.target} = {unparse_expr(stmt.expr)}",
-    s.Input: lambda stmt: f"input {stmt.width}",
-    s.Dense: _dense,
-    s.Task: _task,
-}
+_STATEMENTS = _Statements()
 
 # --- expressions ---------------------------------------------------------------------------
 
@@ -81,40 +82,39 @@ def format_number(value: float) -> str:
     return repr(value)
 
 
-def _expr(expr: s.Expr) -> tuple[str, int]:
-    """Expression -> (text, precedence of its outermost construct)."""
-    return EXPRESSIONS[type(expr)](expr)
+class _Expressions(Visitor):
+    """Expression -> (text, precedence of its outermost construct), with the fewest parentheses."""
+
+    def operand(self, expr: s.Expr, needed: int) -> str:
+        """Text of a subexpression, parenthesised when it binds looser than its position needs."""
+        text, precedence = self.visit(expr)
+        return f"({text})" if precedence < needed else text
+
+    def _visit_Number(self, expr: s.Number) -> tuple[str, int]:
+        # The parser only makes non-negative literals; a negative one prints like a unary minus.
+        return format_number(expr.value), ATOM if expr.value >= 0 else UNARY
+
+    def _visit_Name(self, expr: s.Name) -> tuple[str, int]:
+        return expr.name, ATOM
+
+    def _visit_Inner(self, expr: s.Inner) -> tuple[str, int]:
+        return f"<{expr.weight}, {unparse_expr(expr.arg)}>", ATOM
+
+    def _visit_Call(self, expr: s.Call) -> tuple[str, int]:
+        return f"{expr.func}({', '.join(unparse_expr(arg) for arg in expr.args)})", ATOM
+
+    def _visit_BinOp(self, expr: s.BinOp) -> tuple[str, int]:
+        # Left-associative: the left operand may have the same precedence, the right one not.
+        precedence = BINARY[expr.op]
+        left = self.operand(expr.left, precedence)
+        right = self.operand(expr.right, precedence + 1)
+        return f"{left} {expr.op} {right}", precedence
+
+    def _visit_Neg(self, expr: s.Neg) -> tuple[str, int]:
+        return f"-{self.operand(expr.operand, UNARY)}", UNARY
+
+    def _visit_Pow(self, expr: s.Pow) -> tuple[str, int]:
+        return f"{self.operand(expr.base, ATOM)}**{format_number(expr.exponent)}", POWER
 
 
-def _operand(expr: s.Expr, needed: int) -> str:
-    """Text of a subexpression, parenthesised when it binds looser than its position needs."""
-    text, precedence = _expr(expr)
-    return f"({text})" if precedence < needed else text
-
-
-def _binop(expr: s.BinOp) -> tuple[str, int]:
-    # Left-associative: the left operand may have the same precedence, the right one not.
-    precedence = BINARY_PRECEDENCE[expr.op]
-    left = _operand(expr.left, precedence)
-    right = _operand(expr.right, precedence + 1)
-    return f"{left} {expr.op} {right}", precedence
-
-
-def _number(expr: s.Number) -> tuple[str, int]:
-    # The parser only makes non-negative literals; a negative one prints like a unary minus.
-    return format_number(expr.value), ATOM if expr.value >= 0 else UNARY
-
-
-def _call(expr: s.Call) -> tuple[str, int]:
-    return f"{expr.func}({', '.join(unparse_expr(arg) for arg in expr.args)})", ATOM
-
-
-EXPRESSIONS: dict[type, Callable[..., tuple[str, int]]] = {
-    s.Number: _number,
-    s.Name: lambda expr: (expr.name, ATOM),
-    s.Inner: lambda expr: (f"<{expr.weight}, {unparse_expr(expr.arg)}>", ATOM),
-    s.Call: _call,
-    s.BinOp: _binop,
-    s.Neg: lambda expr: (f"-{_operand(expr.operand, UNARY)}", UNARY),
-    s.Pow: lambda expr: (f"{_operand(expr.base, ATOM)}**{format_number(expr.exponent)}", POWER),
-}
+_EXPRESSIONS = _Expressions()

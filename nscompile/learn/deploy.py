@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from nscompile.errors import InputError
-from nscompile.learn.data import Table, label_text, load_table
+from nscompile.learn.data import load_table
 from nscompile.learn.loader import load_file
 from nscompile.learn.preprocess import Preprocess
 from nscompile.learn.runtime import Session
+from nscompile.learn.table import Table, label_text
 from nscompile.learn.train import metrics
 from nscompile.learn.train.split import split_rows
 

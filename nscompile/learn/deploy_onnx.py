@@ -13,7 +13,7 @@ Text columns are one-hot encoded with `LabelEncoder` (ai.onnx.ml) and `Equal`; a
 run did not see gets all-zero indicators (the documented fallback for direct onnxruntime
 users; `nscompile run` and `eval` refuse such rows with an error instead). Then `(x - mean) /
 std` in float32, the network, and the inverse for the output. The columns, categories,
-statistics and classes are in the metadata (`nscompile.learn.preprocess`, JSON).
+statistics and classes are in the metadata (`nscompile.preprocess`, JSON).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def deployable(network: onnx.ModelProto, pre: Preprocess) -> onnx.ModelProto:
         producer_version=network.producer_version,
     )
     metadata = {p.key: p.value for p in network.metadata_props}
-    metadata["nscompile.learn.preprocess"] = json.dumps(pre.as_dict(), sort_keys=True)
+    metadata["nscompile.preprocess"] = json.dumps(pre.as_dict(), sort_keys=True)
     metadata["nscompile.deployed"] = (
         "raw feature rows in (numeric columns as `input`, text columns as `categories`), "
         "standardised inside the graph; outputs: " + ", ".join(OUTPUTS[pre.task])

@@ -19,10 +19,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from nscompile.errors import InputError, SpecError
 from nscompile.lang import syntax
 from nscompile.lang.unparse import unparse
-from nscompile.learn.data import Encoding, Table
+from nscompile.learn.encoding import Encoding
 from nscompile.learn.fit import NetworkChoice, fit_network, search_spec
 from nscompile.learn.loader import load_source, spec_source
 from nscompile.learn.preprocess import Scaler
+from nscompile.learn.table import Table
 from nscompile.learn.text_columns import text_table
 from nscompile.learn.train.core import Protocol
 

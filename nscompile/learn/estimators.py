@@ -1,12 +1,12 @@
-"""scikit-learn estimators that compile a spec, train its network and predict: issue 5 item 6.
+"""scikit-learn estimators that compile a spec, train its network and predict.
 
     >>> from nscompile import TaskNetClassifier
     >>> clf = TaskNetClassifier(spec="examples/td.ns", hidden=(16,), epochs=50).fit(X, y)
     >>> clf.predict_proba(X[:3]), clf.score(X, y), clf.spec_
 
 Text columns (str cells in a DataFrame or an object array) are one-hot encoded as the command
-line does (`nscompile.learn.data.Encoding`, kept as `encoding_`); a category `fit` did not see is a
-ValueError in `predict`. `fit` standardises X, builds the network for X's width (the spec's
+line does (`nscompile.learn.encoding.Encoding`, kept as `encoding_`); a category `fit` did not
+see is a ValueError in `predict`. `fit` standardises X, builds the network for X's width (the spec's
 own network when its input width and head fit the data, otherwise `neuron` + `hidden` + a
 linear head), compiles it with the project's compiler, imports the generated module and trains
 it with the project's trainer: the fit workflow `nscompile fit` shares (`nscompile.learn.fit`;

@@ -34,8 +34,9 @@ from nscompile.learn.train.split import validation_rows
 # The search (tensor decompositions) and the deployed model (onnxruntime) load in the functions
 # that use them: an estimator without search=True needs neither.
 if TYPE_CHECKING:
-    from nscompile.learn.data import Supervised, Table
+    from nscompile.learn.data import Supervised
     from nscompile.learn.search import SearchResult
+    from nscompile.learn.table import Table
 
 # The file name `nscompile fit` gives the spec it found, in the run directory and in messages.
 SPEC_FILE = "spec.ns"

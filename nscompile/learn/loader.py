@@ -92,7 +92,7 @@ def spec_source(spec: str | os.PathLike[str] | syntax.Spec) -> tuple[str, str]:
     Raises SpecError E003 for a path that cannot be read, ValueError for any other type.
     """
     from nscompile.lang import syntax
-    from nscompile.lang.parser import read_source
+    from nscompile.lang.source import read_source
     from nscompile.lang.unparse import unparse
 
     if isinstance(spec, syntax.Spec):

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from nscompile.errors import InputError
-from nscompile.learn.data import FLOAT32_MAX, Encoding, Supervised, Table, category_text
+from nscompile.learn.data import Supervised
+from nscompile.learn.encoding import Encoding
+from nscompile.learn.table import FLOAT32_MAX, Table, category_text
 
 FORMAT = 1
 

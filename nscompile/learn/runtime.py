@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nscompile.errors import InputError
-from nscompile.learn.data import Table
 from nscompile.learn.preprocess import Preprocess
+from nscompile.learn.table import Table
 
 PROVIDERS = ("auto", "cpu", "cuda")
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -36,41 +37,7 @@ class Session:
         `spinning=False` stops idle intra-op threads from spin-waiting after each run: slightly
         slower calls, but other work on the same cores (torch, in a benchmark) is not starved.
         """
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise InputError(
-                "running ONNX models needs onnxruntime",
-                hint="pip install 'nscompile[cpu]' (or 'nscompile[gpu]' on an NVIDIA machine)",
-            ) from None
-
-        if provider not in PROVIDERS:
-            raise InputError(
-                f"unknown provider '{provider}'", hint=f"one of {', '.join(PROVIDERS)}"
-            )
-        if not Path(path).is_file():
-            raise InputError(f"no model file '{path}'")
-        options = ort.SessionOptions()
-        options.log_severity_level = 0 if verbose else 3
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if not verbose:
-            ort.set_default_logger_severity(3)
-        available = ort.get_available_providers()
-        wanted = [CPU] if provider == "cpu" else ([CUDA, CPU] if CUDA in available else [CPU])
-        if provider == "cuda" and CUDA not in available:
-            raise InputError(
-                "CUDA was asked for, but this onnxruntime has no CUDA provider "
-                f"(it has {', '.join(available)})",
-                hint="install nscompile[gpu] (onnxruntime-gpu) instead of nscompile[cpu]",
-            )
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=wanted)
-        except Exception as error:  # onnxruntime raises its own types for corrupt files
-            first = str(error).strip().splitlines()[0][:300]
-            raise InputError(f"'{path}' is not a valid ONNX model ({first})") from None
+        self._session = _open(Path(path), provider, verbose, threads, spinning)
         if provider == "cuda" and self.providers[0] != CUDA:
             raise InputError(
                 "onnxruntime-gpu is installed but could not load CUDA; it would run on the CPU",
@@ -149,12 +116,48 @@ class Session:
         return self.run_feeds(feeds)
 
 
+def _open(path: Path, provider: str, verbose: bool, threads: int | None, spinning: bool) -> Any:
+    """An onnxruntime InferenceSession of `path` on the providers `provider` asks for."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise InputError(
+            "running ONNX models needs onnxruntime",
+            hint="pip install 'nscompile[cpu]' (or 'nscompile[gpu]' on an NVIDIA machine)",
+        ) from None
+    if provider not in PROVIDERS:
+        raise InputError(f"unknown provider '{provider}'", hint=f"one of {', '.join(PROVIDERS)}")
+    if not path.is_file():
+        raise InputError(f"no model file '{path}'")
+    options = ort.SessionOptions()
+    options.log_severity_level = 0 if verbose else 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not verbose:
+        ort.set_default_logger_severity(3)
+    available = ort.get_available_providers()
+    if provider == "cuda" and CUDA not in available:
+        raise InputError(
+            "CUDA was asked for, but this onnxruntime has no CUDA provider "
+            f"(it has {', '.join(available)})",
+            hint="install nscompile[gpu] (onnxruntime-gpu) instead of nscompile[cpu]",
+        )
+    wanted = [CPU] if provider == "cpu" else ([CUDA, CPU] if CUDA in available else [CPU])
+    try:
+        return ort.InferenceSession(str(path), options, providers=wanted)
+    except Exception as error:  # onnxruntime raises its own types for corrupt files
+        first = str(error).strip().splitlines()[0][:300]
+        raise InputError(f"'{path}' is not a valid ONNX model ({first})") from None
+
+
 def _preprocess(metadata: dict[str, str], path: str | Path) -> Preprocess | None:
     """The preprocessing a run's deployed model carries (None for a network's bare model)."""
-    text = metadata.get("nscompile.learn.preprocess")
+    text = metadata.get("nscompile.preprocess")
     if text is None:
         return None
     try:
         return Preprocess.from_dict(json.loads(text))
     except (ValueError, KeyError, TypeError):
-        raise InputError(f"'{path}' has unreadable nscompile.learn.preprocess metadata") from None
+        raise InputError(f"'{path}' has unreadable nscompile.preprocess metadata") from None

@@ -1,4 +1,4 @@
-"""The 15 synthetic structure-recovery formulas of NeuronSeek (NEURONSEEK.md §3).
+"""The 15 synthetic structure-recovery formulas of NeuronSeek's paper.
 
 Each formula is a sum of *pure* terms `S_k = sum_d x_d**k` and *interaction* terms
 `Int_k = prod_{m=1..k} (X w_m)` (fresh `w_m ~ N(0, I/D)` for every term), with

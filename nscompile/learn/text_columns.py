@@ -1,7 +1,7 @@
 """Array-likes as tables: the estimators accept what the command line reads, text included.
 
 A DataFrame or an object/str array whose columns are numbers or text becomes a `Table` (its
-text columns then one-hot encoded by `nscompile.learn.data.Encoding`, as the command line does).
+text columns then one-hot encoded by `nscompile.learn.encoding.Encoding`, as the command line does).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from nscompile.learn.data import Table
+from nscompile.learn.table import Table
 
 
 def text_table(X: Any) -> Table | None:  # noqa: ANN401 (array-like)

@@ -1,4 +1,4 @@
-"""NeuronSeek-TD structure search (DESIGN §6): data -> pure and interaction orders -> spec AST.
+"""NeuronSeek-TD structure search: data -> pure and interaction orders -> spec AST.
 
     >>> from nscompile.learn.search import NeuronSeek, search
     >>> NeuronSeek(max_order=5, rank=8).fit(X, y).structure_

@@ -8,11 +8,10 @@ from statistics import NormalDist
 import numpy as np
 
 from nscompile.errors import InputError
+from nscompile.lang.syntax import MAX_ORDER, MAX_RANK, TASK_CHOICES
+from nscompile.learn.data import auto_task
 
 MIN_ROWS = 10
-MAX_CLASSES_AUTO = 20
-MAX_ORDER = 9
-MAX_RANK = 4096
 # The chance that scale_features centres any column of a table whose columns are centred.
 CENTRE_FAMILY_ERROR = 0.01
 
@@ -72,15 +71,14 @@ def prepare(X: object, y: object, task: str, batch_size: int) -> Prepared:
             f"only {rows} rows: a search needs at least {max(MIN_ROWS, batch_size // 2)}",
             hint="give more rows or a smaller batch_size",
         )
-    if task not in ("auto", "regression", "classification"):
-        raise InputError(f"unknown task '{task}'", hint="auto, regression or classification")
+    if task not in TASK_CHOICES:
+        raise InputError(f"unknown task '{task}'", hint=f"one of {', '.join(TASK_CHOICES)}")
     values = np.unique(y)
     if len(values) == 1:
         what = "one class" if task == "classification" else "a constant target"
         raise InputError(f"y has {what} (every value is {values[0]:g}): nothing to learn")
     if task == "auto":
-        integral = bool(np.all(values == np.round(values)))
-        task = "classification" if integral and len(values) <= MAX_CLASSES_AUTO else "regression"
+        task = auto_task(values)
     x = scale_features(X)
     if task == "classification":
         classes, labels = np.unique(y, return_inverse=True)

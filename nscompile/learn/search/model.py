@@ -6,9 +6,10 @@ explodes nor vanishes). For k = 2..K the interaction term is `BN(std(prod_m (x U
 a *shared* CP basis of rank R (each `U_{k,m}` is D x R, drawn N(0, 1/D) so every projection
 of standardised x has unit variance at any D), the rank-R products standardised by their
 empirical std at initialisation, then an output map `A_k` (R x C). This is the
-`cp(x, k)` term of DESIGN §3, so the search fits exactly the function the spec will compute,
-and it costs R(kD + C) weights instead of the public code's kDRC. Interaction order 1 would be
-`(x U) A`, a linear map identical to pure order 1, so it is folded into it (never built).
+`cp(x, k)` term of the language (README, The language), so the search fits exactly the
+function the spec will compute, and it costs R(kD + C) weights instead of the public code's
+kDRC. Interaction order 1 would be `(x U) A`, a linear map identical to pure order 1, so it
+is folded into it (never built).
 
 Every term has its own BatchNorm and one hard-concrete gate shared by the C outputs; a
 bias is added. `mask` switches terms off (used by the pruning refits).

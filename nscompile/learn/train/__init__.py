@@ -1,4 +1,4 @@
-"""Training generated networks under the paper's protocol (DESIGN §7); see `core` and `run`.
+"""Training generated networks under the paper's protocol; see `core` and `run`.
 
     >>> from nscompile.learn.train import Protocol, train_run
     >>> train_run(spec_text, "td.ns", data, "runs/td", seeds=(0, 1, 2), baselines=("mlp",))

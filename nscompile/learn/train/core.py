@@ -1,4 +1,4 @@
-"""The training protocol (DESIGN §7): metrics and one seed's training (splits: `split`).
+"""The training protocol: metrics and one seed's training (splits: `split`).
 
 Protocol (NeuronSeek's public one): features standardised with the training split's statistics,
 test 20% and validation 10% of the rows (stratified for classification, drawn with the seed),
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nscompile.compiler import ops
 from nscompile.errors import InputError
 from nscompile.learn.probabilities import log_softmax
 from nscompile.learn.train.checkpoint import Optimiser, TrainingState, resume, save_checkpoint
@@ -192,16 +193,6 @@ def fit_seed(
     )
 
 
-_ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
-    "gelu": nn.GELU,
-    "identity": nn.Identity,
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-}
-
-
 class MLP(nn.Module):
     """An MLP baseline with the same interface as a generated network.
 
@@ -225,7 +216,8 @@ class MLP(nn.Module):
         widths = [inputs, *hidden]
         layers: list[nn.Module] = []
         for a, b, name in zip(widths[:-1], widths[1:], names, strict=True):
-            layers += [nn.Linear(a, b), _ACTIVATION_MODULES[name]()]
+            # ops names the module (the compiler never imports torch); torch.nn has it.
+            layers += [nn.Linear(a, b), getattr(nn, ops.ACTIVATIONS[name].module)()]
         layers.append(nn.Linear(widths[-1], outputs))
         self.layers = nn.Sequential(*layers)
 
