@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nscompile.errors import SpecError
-from nscompile.lang.check import ERRORS, check
+from nscompile.lang.check import check
+from nscompile.lang.check_errors import ERRORS
 from nscompile.lang.parser import parse
 from nscompile.lang.syntax import Assign, Call, Name, Neuron, Number, Rank, Spec
 

@@ -25,7 +25,7 @@ import sympy as sp
 from nscompile.compiler import ops
 from nscompile.errors import SpecError
 from nscompile.lang import syntax as s
-from nscompile.lang.check import ERRORS as CHECK_ERRORS
+from nscompile.lang.check_errors import ERRORS as CHECK_ERRORS
 from nscompile.lang.unparse import unparse_expr
 from nscompile.visitor import Visitor
 
