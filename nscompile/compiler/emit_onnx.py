@@ -38,6 +38,7 @@ from nscompile.compiler.ir import (
     product_factors,
 )
 from nscompile.errors import InputError, InternalError
+from nscompile.lang.naming import layer_key
 from nscompile.visitor import Visitor
 
 OPSET = 18
@@ -53,13 +54,13 @@ def expected_shapes(program: ProgramIR, network: NetworkIR) -> dict[str, tuple[i
     shapes: dict[str, tuple[int, ...]] = {}
     for index, layer in enumerate(network.layers, start=1):
         if layer.neuron is None:
-            shapes[f"layer{index}.weight"] = (layer.out_features, layer.in_features)
-            shapes[f"layer{index}.bias"] = (layer.out_features,)
+            shapes[layer_key(index, "weight")] = (layer.out_features, layer.in_features)
+            shapes[layer_key(index, "bias")] = (layer.out_features,)
             continue
         dims = {IN: layer.in_features, OUT: layer.out_features}
         for param in neurons[layer.neuron].params:
             shape = tuple(int(sp.sympify(s).subs(dims)) for s in param.shape)
-            shapes[f"layer{index}.{param.name}"] = shape
+            shapes[layer_key(index, param.name)] = shape
     return shapes
 
 
@@ -98,13 +99,13 @@ def emit_onnx(
     neurons = {n.name: n for n in program.neurons}
     h = INPUT_NAME
     for index, layer in enumerate(network.layers, start=1):
-        prefix = f"layer{index}"
         if layer.neuron is None:
-            h = graph.node("Gemm", [h, f"{prefix}.weight", f"{prefix}.bias"], transB=1)
+            weight, bias = layer_key(index, "weight"), layer_key(index, "bias")
+            h = graph.node("Gemm", [h, weight, bias], transB=1)
         else:
             neuron = neurons[layer.neuron]
             dims = {IN: layer.in_features, OUT: layer.out_features}
-            h = _NeuronLowering(graph, neuron, prefix, dims).run(h)
+            h = _NeuronLowering(graph, neuron, index, dims).run(h)
         h = ops.ACTIVATIONS[layer.activation].onnx(graph, h)
     graph.node("Identity", [h], output=OUTPUT_NAME)
     model = graph.model(network, program)
@@ -193,12 +194,14 @@ class GraphBuilder:
 class _NeuronLowering(Visitor):
     """Lowers one neuron's IR into nodes, for one layer with concrete sizes."""
 
-    def __init__(self, graph: GraphBuilder, neuron: NeuronIR, prefix: str, dims: dict) -> None:
+    def __init__(self, graph: GraphBuilder, neuron: NeuronIR, index: int, dims: dict) -> None:
         self.graph = graph
         self.neuron = neuron
-        self.prefix = prefix
         self.dims = dims
-        self.values: dict[sp.Basic, str] = {p.symbol: f"{prefix}.{p.name}" for p in neuron.params}
+        # The parameters are the initializers the state dict names, as the torch module does.
+        self.values: dict[sp.Basic, str] = {
+            p.symbol: layer_key(index, p.name) for p in neuron.params
+        }
 
     def run(self, h: str) -> str:
         self.values[self.neuron.input] = h

@@ -28,7 +28,7 @@ from nscompile.compiler.ir import (
     product_factors,
 )
 from nscompile.errors import InternalError
-from nscompile.lang.naming import unique_class_names
+from nscompile.lang.naming import layer_key, unique_class_names
 from nscompile.lang.precedence import ATOM, POWER, PRODUCT, SUM, UNARY
 from nscompile.resources import data_path
 from nscompile.visitor import Visitor
@@ -98,9 +98,10 @@ def _network_view(network: NetworkIR, names: dict[str, str]) -> dict[str, object
     layers, lines = [], []
     for index, layer in enumerate(network.layers, start=1):
         module = names[layer.neuron] if layer.neuron else "nn.Linear"
-        layers.append(f"self.layer{index} = {module}({layer.in_features}, {layer.out_features})")
+        attribute = layer_key(index)
+        layers.append(f"self.{attribute} = {module}({layer.in_features}, {layer.out_features})")
         source = "x" if index == 1 else "h"
-        call = ops.ACTIVATIONS[layer.activation].torch.format(f"self.layer{index}({source})")
+        call = ops.ACTIVATIONS[layer.activation].torch.format(f"self.{attribute}({source})")
         lines.append(call)
     return {
         "class_name": names[network.name],

@@ -32,6 +32,7 @@ from nscompile.compiler.ir import (
     VStack,
 )
 from nscompile.errors import InternalError
+from nscompile.lang.naming import layer_key
 from nscompile.visitor import Visitor
 
 Env = dict[sp.Basic, np.ndarray]
@@ -59,7 +60,7 @@ def evaluate_network(
     neurons = {n.name: n for n in program.neurons}
     h = np.asarray(x, dtype=np.float64)
     for index, layer in enumerate(network.layers, start=1):
-        prefix = f"layer{index}."
+        prefix = layer_key(index, "")  # "layer3.": every key of the layer's parameters
         own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if layer.neuron is None:
             h = h @ np.asarray(own["weight"], np.float64).T + np.asarray(own["bias"], np.float64)
