@@ -53,14 +53,15 @@ class Optimiser:
     generator: torch.Generator  # the batch order
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
+def save_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """`torch.save(payload)` to `path`, written atomically: an interruption leaves the old file."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     write_atomic(path, buffer.getvalue())
 
 
 def save_checkpoint(path: Path, model: nn.Module, opt: Optimiser, progress: TrainingState) -> None:
-    _save(
+    save_atomic(
         path,
         {
             "model": model.state_dict(),

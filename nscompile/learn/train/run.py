@@ -14,7 +14,6 @@ rows (`nscompile.learn.deploy_onnx`); `nscompile.learn.deploy.load_run` is the s
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from nscompile.learn.deploy_onnx import deployable
 from nscompile.learn.loader import load_source
 from nscompile.learn.preprocess import Preprocess, Scaler
 from nscompile.learn.train import rundir
+from nscompile.learn.train.checkpoint import save_atomic
 from nscompile.learn.train.core import (
     Diverged,
     Protocol,
@@ -66,6 +66,7 @@ class RunResult:
 def _checked_settings(
     seeds: Sequence[int], baselines: Sequence[str]
 ) -> tuple[list[int], list[str]]:
+    """(the seeds as ints, the baselines without repeats); InputError for none or unknown ones."""
     seed_list = [int(s) for s in seeds]
     if not seed_list:
         raise InputError("training needs at least one seed")
@@ -112,12 +113,6 @@ def _standardised(data: Supervised, split: Split, scaler: Scaler) -> dict[str, P
         part: (scaler.features(data.features[rows]), scaler.target(data.target[rows], data.task))
         for part, rows in (("train", split.train), ("val", split.val), ("test", split.test))
     }
-
-
-def _save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue())
 
 
 @dataclass(frozen=True)
@@ -173,7 +168,7 @@ def _train_model(
     }
     for part, (x, y) in seed.parts.items():
         record[part] = metrics(task, predict(model, x), y)
-    _save_state(state_file, model.state_dict())
+    save_atomic(state_file, model.state_dict())
     write_atomic(done, json.dumps(record) + "\n")
     return record
 
@@ -222,11 +217,22 @@ def _export(
 ) -> None:
     """weights.pt, model.onnx (the preprocessing and the network in one graph), preprocess.json."""
     assert trained.weights is not None
-    _save_state(work / "weights.pt", trained.weights)
+    save_atomic(work / "weights.pt", trained.weights)
     arrays = {k: v.detach().to(torch.float32).numpy() for k, v in trained.weights.items()}
     deployed = deployable(to_onnx(compiled, net, arrays), pre)
     write_atomic(work / "model.onnx", deployed.SerializeToString())
     write_atomic(work / "preprocess.json", json.dumps(pre.as_dict(), indent=2) + "\n")
+
+
+def _splits_and_preprocessing(
+    data: Supervised, seeds: list[int], protocol: Protocol
+) -> dict[int, tuple[Split, Preprocess]]:
+    """Each seed's split and the preprocessing fitted on its training rows."""
+    fitted: dict[int, tuple[Split, Preprocess]] = {}
+    for seed in seeds:
+        split = split_rows(data.target, data.task, seed, protocol.test, protocol.val)
+        fitted[seed] = (split, Preprocess.fit(data, split.train))
+    return fitted
 
 
 def train_run(
@@ -264,11 +270,8 @@ def train_run(
         "protocol": protocol.as_dict(),
         "baselines": baseline_list,
     }
-    # Every seed's split and preprocessing first: bad data fails before the run directory exists.
-    fitted: dict[int, tuple[Split, Preprocess]] = {}
-    for seed in seed_list:
-        split = split_rows(data.target, data.task, seed, protocol.test, protocol.val)
-        fitted[seed] = (split, Preprocess.fit(data, split.train))
+    # Bad data fails here, before the run directory exists.
+    fitted = _splits_and_preprocessing(data, seed_list, protocol)
     work = rundir.prepare(run_dir, identity, overwrite, resume)
     source = to_torch(compiled)
     write_atomic(work / "model.py", source)
