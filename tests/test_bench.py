@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from nscompile.bench import run as bench
-from nscompile.bench.run import Settings, forward_flops, parse_batches, run_bench, tnlearn_formula
+from nscompile.bench.run import run_bench
+from nscompile.bench.settings import MAX_BATCH, Settings, parse_batches
+from nscompile.bench.tnlearn_notation import tnlearn_formula
 from nscompile.cli.main import main
+from nscompile.compiler.flops import forward_flops
 from nscompile.compiler.pipeline import compile_file, compile_text, to_torch, to_torch_unfused
 from nscompile.errors import InputError
 from nscompile.learn.loader import load_file
@@ -156,7 +158,7 @@ def test_cuda_where_there_is_none(
 def test_parse_batches() -> None:
     assert parse_batches("4096, 1,256,1") == (1, 256, 4096)
     with pytest.raises(InputError):
-        parse_batches(str(bench.MAX_BATCH + 1))
+        parse_batches(str(MAX_BATCH + 1))
 
 
 def test_spec_without_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,11 @@ import torch
 from torch import nn
 
 from nscompile.bench import timing as benchkit
-from nscompile.bench.tnlearn_notation import tnlearn_formula
-from nscompile.compiler.emit_onnx import emit_onnx
+from nscompile.bench.layer import bench_layer
+from nscompile.bench.settings import Settings, check_device
 from nscompile.compiler.emit_torch import emit_torch
-from nscompile.compiler.flops import forward_flops
 from nscompile.compiler.ir import (
-    LayerIR,
     NetworkIR,
-    NeuronIR,
 )
 from nscompile.compiler.pipeline import (
     Compiled,
@@ -52,53 +48,11 @@ from nscompile.compiler.pipeline import (
     to_onnx,
     to_torch_unfused,
 )
-from nscompile.errors import InputError, InternalError
 from nscompile.lang.naming import layer_key
 from nscompile.lang.source import read_source
 from nscompile.learn.loader import load_file
 
-DEVICES = ("cpu", "cuda")
-MAX_BATCH = 1_000_000
 TARGETS = {"tnlearn": 20.0, "unfused": 1.5, "flop_model": 2.0, "export": 10.0}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What one run measures and how long it tries."""
-
-    batches: tuple[int, ...] = (1, 256, 4096)
-    device: str = "cpu"
-    reps: int = 15
-    warmup: int = 3
-    min_rep_s: float = 0.02
-    max_inner: int = 200
-    compile_reps: int = 5
-    export_reps: int = 2
-    seed: int = 0
-
-
-def parse_batches(text: str) -> tuple[int, ...]:
-    """`1,256,4096` -> (1, 256, 4096); InputError for anything else."""
-    parts = [p.strip() for p in text.split(",")]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise InputError(
-            f"--batch '{text}' is not a comma-separated list of positive integers",
-            hint="for example --batch 1,256,4096",
-        )
-    values = sorted({int(p) for p in parts})
-    if values[0] < 1 or values[-1] > MAX_BATCH:
-        raise InputError(f"--batch sizes must be between 1 and {MAX_BATCH:,}, got '{text}'")
-    return tuple(values)
-
-
-def check_device(device: str) -> None:
-    """InputError for an unknown device, or for CUDA where torch has none."""
-    if device not in DEVICES:
-        raise InputError(f"unknown device '{device}'", hint=f"one of {', '.join(DEVICES)}")
-    if device == "cuda":
-        reason = benchkit.cuda_unavailable()
-        if reason:
-            raise InputError(f"CUDA was asked for, but {reason}", hint="use --device cpu")
 
 
 def run_bench(
@@ -148,7 +102,7 @@ def run_bench(
                 "unfused": getattr(reference, layer_key(index)),
             }
             report["layers"].append(
-                _bench_layer(compiled, neuron, layer, index, layers, settings, work)
+                bench_layer(compiled, neuron, layer, index, layers, settings, work)
             )
     report["targets"] = targets(report)
     return report
@@ -194,209 +148,6 @@ def _compile_times(
         result["torch_onnx_export_dynamo"] = None
         result["torch_onnx_export_skipped"] = f"{type(error).__name__}: {_first_line(error)}"
     return result
-
-
-# -------------------------------------------------------------------------------------- layers
-
-
-def _bench_layer(
-    compiled: Compiled,
-    neuron: NeuronIR,
-    layer: LayerIR,
-    index: int,
-    modules: dict[str, nn.Module],
-    s: Settings,
-    work: Path,
-) -> dict[str, Any]:
-    device = torch.device(s.device)
-    d, o = layer.in_features, layer.out_features
-    skipped: dict[str, str] = {}
-    torch.manual_seed(s.seed)
-    modules["nn.Linear"] = nn.Linear(d, o)
-    formula, reason = tnlearn_formula(compiled.spec.neurons[layer.neuron or ""])
-    if formula is not None:
-        try:
-            from tnlearn.modules.TNlinear import TNLinear
-
-            modules["tnlearn"] = TNLinear(d, o, formula)
-        except ImportError:
-            reason = "tnlearn is not installed (pip install 'nscompile[compare]')"
-    if "tnlearn" not in modules:
-        skipped["tnlearn"] = reason
-    for module in modules.values():
-        module.to(device)
-    parity = _parity(modules["generated"], modules["unfused"], d, device)
-    if parity > 1e-4:
-        raise InternalError(f"{layer_key(index)}: the unfused reference differs by {parity:.3g}")
-    sessions = _sessions(compiled, layer, modules["generated"], s, work, skipped)
-    runs: list[dict[str, Any]] = []
-    for batch in s.batches:
-        x = torch.randn(batch, d, device=device)
-        host = x.cpu().numpy()
-        forward = {name: _forward(m, x) for name, m in modules.items()}
-        forward.update({name: _ort(sess, host) for name, sess in sessions.items()})
-        steps = {name: _step(m, x) for name, m in modules.items()}
-        for label, contenders in (("forward", forward), ("forward+backward", steps)):
-            timing: dict[str, dict[str, Any]] = {}
-            for group in _groups(contenders):
-                timing.update(benchkit.measure(group, s.warmup, s.reps, s.min_rep_s, s.max_inner))
-            runs.append(
-                {
-                    "batch": batch,
-                    "pass": label,
-                    "seconds": {k: v["median_s"] for k, v in timing.items()},
-                    "samples": {k: v["samples_s"] for k, v in timing.items()},
-                }
-            )
-    largest = max(s.batches)
-    x = torch.randn(largest, d, device=device)
-    return {
-        "layer": layer_key(index),
-        "neuron": layer.neuron,
-        "in_features": d,
-        "out_features": o,
-        "tnlearn_formula": formula,
-        "skipped": skipped,
-        "parity_max_relative_difference": parity,
-        "parameters": {name: _parameters(m) for name, m in modules.items()},
-        "peak_memory": {
-            "batch": largest,
-            "kind": "cuda_allocator_peak"
-            if s.device == "cuda"
-            else "saved_for_backward_plus_output",
-            "bytes": {name: _peak_bytes(m, x) for name, m in modules.items()},
-        },
-        "forward_flops_per_row": {
-            "generated": forward_flops(neuron, 1, d, o),
-            "nn.Linear": 2 * d * o + o,
-        },
-        "runs": runs,
-    }
-
-
-def _sessions(
-    compiled: Compiled,
-    layer: LayerIR,
-    module: nn.Module,
-    s: Settings,
-    work: Path,
-    skipped: dict[str, str],
-) -> dict[str, Any]:
-    """onnxruntime sessions of the layer alone: CPU always, CUDA on --device cuda."""
-    try:
-        from nscompile.learn.runtime import Session
-    except ImportError as error:  # pragma: no cover - runtime imports onnxruntime lazily
-        skipped["onnxruntime"] = str(error)
-        return {}
-    one = NetworkIR(
-        name="layer",
-        input_width=layer.in_features,
-        layers=(LayerIR(layer.neuron, layer.in_features, layer.out_features, "identity"),),
-        task="regression",
-        classes=None,
-        summary=f"{layer.neuron} layer",
-    )
-    weights = {layer_key(1, k): v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    path = work / f"{layer.neuron}_{layer.in_features}_{layer.out_features}.onnx"
-    path.write_bytes(emit_onnx(compiled.optimized, one, weights).SerializeToString())
-    sessions: dict[str, Any] = {}
-    providers = ["cpu", "cuda"] if s.device == "cuda" else ["cpu"]
-    for provider in providers:
-        name = f"onnxruntime-{provider}"
-        try:
-            sessions[name] = Session(
-                path, provider=provider, threads=torch.get_num_threads(), spinning=False
-            )
-        except InputError as error:
-            skipped[name] = error.message
-    return sessions
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _forward(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    def run() -> object:
-        with torch.no_grad():
-            out = module(x)
-        _sync(x.device)
-        return out
-
-    return run
-
-
-def _groups(contenders: dict[str, Callable[[], object]]) -> list[dict[str, Callable[[], object]]]:
-    """The torch layers alternate with each other; tnlearn and onnxruntime run apart.
-
-    tnlearn's calls allocate hundreds of MiB and onnxruntime keeps its own thread pool: either,
-    interleaved with the torch layers, slows whichever layer runs next on a small machine.
-    """
-    alone = {k for k in contenders if k == "tnlearn" or k.startswith("onnx")}
-    together = {k: v for k, v in contenders.items() if k not in alone}
-    return [together, *({k: contenders[k]} for k in contenders if k in alone)]
-
-
-def _ort(session: Any, host: Any) -> Callable[[], object]:
-    return lambda: session.run(host)
-
-
-def _step(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    def run() -> object:
-        module.zero_grad(set_to_none=True)
-        module(x).sum().backward()
-        _sync(x.device)
-        return None
-
-    return run
-
-
-def _parity(generated: nn.Module, reference: nn.Module, width: int, device: torch.device) -> float:
-    x = torch.randn(64, width, device=device)
-    with torch.no_grad():
-        want, got = reference(x), generated(x)
-    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
-
-
-def _parameters(module: nn.Module) -> dict[str, int]:
-    params = list(module.parameters())
-    return {
-        "count": sum(p.numel() for p in params),
-        "bytes": sum(p.numel() * p.element_size() for p in params),
-    }
-
-
-def _peak_bytes(module: nn.Module, x: torch.Tensor) -> int:
-    """Memory one forward+backward adds at this batch (see the module docstring)."""
-    module.zero_grad(set_to_none=True)
-    if x.device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        module(x).sum().backward()
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-        module.zero_grad(set_to_none=True)
-        return int(peak)
-    owned = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    owned.add(x.untyped_storage().data_ptr())
-    saved: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in owned:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        out = module(x)
-    saved.setdefault(out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
-    del out
-    return int(sum(saved.values()))
-
-
-# -------------------------------------------------------------------------------- targets
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -40,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from nscompile.bench.run import Settings, check_device, parse_batches, run_bench
+    from nscompile.bench.run import run_bench
+    from nscompile.bench.settings import Settings, check_device, parse_batches
 
     batches = parse_batches(args.batch)
     check_device(args.device)
