@@ -178,24 +178,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if result.undecided:
         print(f"nscompile: warning: {result.undecided}", file=sys.stderr)
     if args.summary:
-        summary = {
-            "data": table.name,
-            "task": data.task,
-            "pure": structure["pure"],
-            "interact": structure["interact"],
-            "rank": structure["rank"],
-            "gates": structure.get("gates"),
-            "agreement": result.agreement,
-            "seeds": list(seeds),
-            "per_seed": result.per_seed,
-            "stage1_per_seed": [
-                {"pure": s["pure"], "interact": s["interact"]} for s in result.stage1_per_seed
-            ],
-            "stage2_changed": result.stage2_changed,
-            "undecided": result.undecided,
-            "val_metric": result.val_metric,
-            "seconds": result.seconds,
-        }
+        summary = result.summary(table.name)
         write_atomic(args.summary, json.dumps(summary, indent=2, default=str) + "\n")
     if args.plot:
         from nscompile.learn.plots import plot_search

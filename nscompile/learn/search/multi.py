@@ -51,6 +51,29 @@ class SearchResult:
     stage2_changed: int
     undecided: str | None
 
+    def summary(self, data: str) -> dict[str, Any]:
+        """What `nscompile search --summary` writes: the structure, agreement, every seed's
+        structure at both stages, the validation metric and the time (JSON-ready)."""
+        structure = self.structure
+        return {
+            "data": data,
+            "task": self.task,
+            "pure": structure["pure"],
+            "interact": structure["interact"],
+            "rank": structure["rank"],
+            "gates": structure.get("gates"),
+            "agreement": self.agreement,
+            "seeds": list(self.seeds),
+            "per_seed": self.per_seed,
+            "stage1_per_seed": [
+                {"pure": s["pure"], "interact": s["interact"]} for s in self.stage1_per_seed
+            ],
+            "stage2_changed": self.stage2_changed,
+            "undecided": self.undecided,
+            "val_metric": self.val_metric,
+            "seconds": self.seconds,
+        }
+
 
 def _key(structure: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(structure["pure"]), tuple(structure["interact"])
