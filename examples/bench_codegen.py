@@ -108,12 +108,12 @@ def compile_td_layer(workdir: Path) -> type[nn.Module]:
 @torch.no_grad()
 def copy_weights(generated: nn.Module, reference: UnfusedTdLayer) -> None:
     """Give the reference layer the generated layer's weights (nn.Linear stores W as out x in)."""
-    params = dict(generated.named_parameters())
+    params = generated.state_dict()  # per-term keys, also where the layer stores them fused
     expected = {"w1", "w2", "bias"} | {f"cp{k}_a" for k in CP_ORDERS}
     expected |= {f"cp{k}_u{m}" for k in CP_ORDERS for m in range(1, k + 1)}
     if set(params) != expected:
         raise SystemExit(
-            f"the generated TdLayer's parameters changed: {sorted(params)}; "
+            f"the generated TdLayer's state dict changed: {sorted(params)}; "
             f"update copy_weights (expected {sorted(expected)})"
         )
     reference.pure1.weight.copy_(params["w1"])

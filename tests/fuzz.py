@@ -343,8 +343,8 @@ def _template_words() -> frozenset[str]:
     return frozenset(words)
 
 
-#: Numbered names the backend makes itself: CSE temporaries and a network's layers.
-NUMBERED = re.compile(r"(t\d+(_\d+)?|layer\d+)\Z")
+#: Numbered names the backend makes itself: CSE temporaries, layers, fused parameters.
+NUMBERED = re.compile(r"(t\d+(_\d+)?|layer\d+|_fused\d+)\Z")
 
 
 def injected_names(compiled, source: str) -> set[str]:  # noqa: ANN001

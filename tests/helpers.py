@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from types import ModuleType
 
 import numpy as np
@@ -41,3 +43,31 @@ def layer_parity(
     params = {k: v.detach().double().numpy() for k, v in layer.state_dict().items()}
     expected = evaluate_neuron(neuron, x.double().numpy(), params, out_features)
     return relative_error(actual, expected)
+
+
+def term_gradients(model: torch.nn.Module, grads: Sequence[torch.Tensor | None]) -> dict:
+    """The gradients `grads` (one per `model.parameters()`, in order) under the state dict's
+    per-term keys: a fused parameter's gradient is cut into its members' the way its members
+    are, by the module's own state_dict hook. None (unused) stays None for each member."""
+    clone = copy.deepcopy(model)
+    unused = set()
+    with torch.no_grad():
+        for (name, param), grad in zip(clone.named_parameters(), grads, strict=True):
+            if grad is None:
+                unused.add(name)
+                param.zero_()
+            else:
+                param.copy_(grad)
+    state = clone.state_dict()
+    if not unused:
+        return dict(state)
+    # Which per-term keys lie in an unused parameter: those the zeroed parameter alone feeds.
+    marked = copy.deepcopy(clone)
+    with torch.no_grad():
+        for name, param in marked.named_parameters():
+            param.fill_(1.0 if name in unused else 0.0)
+    flags = marked.state_dict()
+    return {
+        k: (None if bool(flags[k].bool().all()) and flags[k].numel() else v)
+        for k, v in state.items()
+    }

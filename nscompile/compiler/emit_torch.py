@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 import jinja2
 import sympy as sp
@@ -27,6 +28,7 @@ from nscompile.compiler.ir import (
     column_partitions,
     product_factors,
 )
+from nscompile.compiler.storage import Group, Member, fused_groups
 from nscompile.errors import InternalError
 from nscompile.lang.naming import layer_key, unique_class_names
 from nscompile.lang.precedence import ATOM, POWER, PRODUCT, SUM, UNARY
@@ -62,6 +64,7 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
         source_name=program.source_name,
         sha256=program.source_sha256,
         accumulates=any(n["accumulates"] for n in neurons),
+        fuses=any(n["fused"] for n in neurons),
         neurons=neurons,
         networks=[_network_view(n, names) for n in program.networks],
     )
@@ -74,7 +77,9 @@ def _safe_doc(text: str) -> str:
 
 
 def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[str, object]:
-    printer = TorchPrinter({p.symbol for p in neuron.params}, accumulate)
+    groups = fused_groups(neuron) if accumulate else []
+    stored = {g.node: f"self.{g.name}" for g in groups}
+    printer = TorchPrinter({p.symbol for p in neuron.params}, accumulate, stored)
     partitions = column_partitions(neuron)
     body = []
     for target, expr in neuron.assignments:
@@ -86,8 +91,13 @@ def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[st
         "name": neuron.name,
         "formula": _safe_doc(f"y = {neuron.formula}"),
         "rank": neuron.rank,
-        "params": [(p.name, _shape_code(p), p.role) for p in neuron.params],
+        "params": _param_lines(neuron, groups),
         "inits": [_init_code(p) for p in neuron.params],
+        "fused": [
+            (g.name, _members_doc(g), _tuple_code(m.param.name for m in g.members)) for g in groups
+        ],
+        "terms": _tuple_code(p.name for p in neuron.params),
+        "views": [(m.param.name, _view_code(g, m)) for g in groups for m in g.members],
         "body": body,
         "result": printer(neuron.output),
         "accumulates": printer.accumulates,
@@ -115,6 +125,40 @@ def _network_view(network: NetworkIR, names: dict[str, str]) -> dict[str, object
     }
 
 
+def _param_lines(neuron: NeuronIR, groups: list[Group]) -> list[tuple[str, str]]:
+    """(attribute, shape code) per stored parameter: a fused group where its first member was."""
+    group_of = {m.param.name: g for g in groups for m in g.members}
+    lines, done = [], set()
+    for param in neuron.params:
+        group = group_of.get(param.name)
+        if group is None:
+            lines.append((param.name, _shape_code(param)))
+        elif group.name not in done:
+            done.add(group.name)
+            lines.append((group.name, ", ".join(sp.sstr(s, order="lex") for s in group.shape)))
+    return lines
+
+
+def _tuple_code(names: Iterable[str]) -> str:
+    """`("a", "b")`, or `("a",)` for one name."""
+    quoted = [f'"{n}"' for n in names]
+    return f"({quoted[0]},)" if len(quoted) == 1 else f"({', '.join(quoted)})"
+
+
+def _members_doc(group: Group) -> str:
+    """`[cp2_u1 | cp2_u2]` (side by side) or `[cp2_a; cp3_a]` (stacked), `.T` where transposed."""
+    names = [m.param.name + (".T" if m.transposed else "") for m in group.members]
+    return "[" + (" | " if group.dim == 1 else "; ").join(names) + "]"
+
+
+def _view_code(group: Group, member: Member) -> str:
+    """The member's view of the stored tensor: its columns (side by side) or rows (stacked)."""
+    lo = "" if member.start == 0 else _size_code(member.start)
+    span = f"{lo}:{_size_code(member.stop)}"
+    code = f"self.{group.name}[:, {span}]" if group.dim == 1 else f"self.{group.name}[{span}]"
+    return code + (".T" if member.transposed else "")
+
+
 def _size_code(expr: sp.Expr) -> str:
     return _SIZE_NAMES.sub(r"self.\1", sp.sstr(expr, order="lex"))
 
@@ -138,9 +182,15 @@ def _init_code(param: Param) -> str:
 class TorchPrinter(Visitor):
     """Prints IR expressions as PyTorch expressions, with the fewest parentheses."""
 
-    def __init__(self, params: set[MatrixSymbol], accumulate: bool = True) -> None:
+    def __init__(
+        self,
+        params: set[MatrixSymbol],
+        accumulate: bool = True,
+        stored: dict[sp.Basic, str] | None = None,
+    ) -> None:
         self.params = params
         self.accumulate = accumulate
+        self.stored = stored or {}  # concatenations of parameters kept as one parameter
         self.accumulates = False  # whether a printed sum used the module's _accumulate
         self.pieces: dict[ColumnSlice, str] = {}
 
@@ -246,6 +296,8 @@ class TorchPrinter(Visitor):
         return self.cat(node, dim=0)
 
     def cat(self, node: HStack | VStack, dim: int) -> tuple[str, int]:
+        if node in self.stored:
+            return self.stored[node], ATOM
         return f"torch.cat([{', '.join(self(a) for a in node.args)}], dim={dim})", ATOM
 
     def _visit_ColumnSlice(self, node: ColumnSlice) -> tuple[str, int]:

@@ -28,6 +28,8 @@ GENERATED = frozenset(
         "y",
         "build",
         "NETWORKS",
+        "FUSED",
+        "TERMS",
         "in_features",
         "out_features",
         "reset_parameters",
