@@ -35,16 +35,18 @@ def _modules(example: Path, tmp_path: Path) -> tuple[object, object]:
     return load_file(tmp_path / "gen.py"), load_file(tmp_path / "ref.py")
 
 
+# The generated forward takes one form up to 512 rows and another above: both are checked.
+@pytest.mark.parametrize("rows", [32, 600])
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_unfused_reference_is_the_same_function_written_term_by_term(
-    example: Path, tmp_path: Path
+    example: Path, rows: int, tmp_path: Path
 ) -> None:
     generated, unfused = _modules(example, tmp_path)
     torch.manual_seed(0)
     model = generated.build()
     reference = unfused.build()
     reference.load_state_dict(model.state_dict())  # same parameter names and shapes
-    x = torch.randn(32, model.in_features, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(rows, model.in_features, dtype=torch.float64, requires_grad=True)
     model, reference = model.double(), reference.double()
     want, got = reference(x), model(x)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
@@ -210,13 +212,14 @@ def test_network_without_neuron_layers(tmp_path: Path, capsys: pytest.CaptureFix
     assert "has no neuron layer" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("rows", [16, 600])
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_generated_layers_train_under_autocast(example: Path, tmp_path: Path) -> None:
+def test_generated_layers_train_under_autocast(example: Path, rows: int, tmp_path: Path) -> None:
     """In-place accumulation must not break mixed precision (autocast lowers the products)."""
     generated, _ = _modules(example, tmp_path)
     torch.manual_seed(0)
     model = generated.build()
-    x = torch.randn(16, model.in_features)
+    x = torch.randn(rows, model.in_features)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = model(x)
         low.float().square().mean().backward()

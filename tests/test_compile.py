@@ -87,17 +87,27 @@ def test_passes_keep_the_ir_valid_and_are_idempotent(example: Path) -> None:
 
 
 def test_td_layer_is_four_gemms_with_the_cp_factors_fused() -> None:
-    """Fusion: one GEMM for all five CP factors of x, one for the stacked CP terms, and the two
-    pure maps accumulated into the sum (`_accumulate`) rather than split out of a shared GEMM."""
+    """Fusion: one GEMM for all five CP factors of x; then, up to 512 rows, one GEMM for the
+    whole output sum over `[x | x**2 | products]`, and on more rows the two pure maps and the
+    stacked CP terms accumulated into the sum (`_accumulate`). Every weight is stored where the
+    GEMMs read it: no parameter is concatenated per call."""
     compiled = compile_file(str(ROOT / "examples" / "td.ns"))
     source = to_torch(compiled)
     forward = source.split("def forward")[1].split("class ")[0]
-    assert forward.count("@") + forward.count("_accumulate(") == 4, forward
-    # The five factors are stored as one parameter: the forward concatenates no parameters.
-    assert "t0 = x @ self._fused0\n" in forward
-    assert "#   _fused0 = [cp2_u1 | cp2_u2 | cp3_u1 | cp3_u2 | cp3_u3]" in source
+    small, large = forward.split("if x.shape[0] <= 512:")[1].split("# More rows:")
+    assert "t0 = x @ self._fused1\n" in forward
+    assert "#   _fused1 = [cp2_u1 | cp2_u2 | cp3_u1 | cp3_u2 | cp3_u3]" in source
+    assert "#   _fused0 = [w1.T; w2.T; cp2_a; cp3_a]" in source
     assert "torch.cat([self." not in forward
-    assert "_accumulate((x @ self.w1.T).add_(self.bias), x**2, self.w2.T)" in forward
+    assert (
+        "torch.addmm(self.bias, torch.cat([x, x**2, t0_0 * t0_1, t0_2 * t0_3 * t0_4], dim=1), "
+        "self._fused0)" in small
+    )
+    assert large.count("@") + large.count("_accumulate(") == 3, large
+    assert (
+        "_accumulate((x @ self._fused0[:self.in_features]).add_(self.bias), x**2, "
+        "self._fused0[self.in_features:2*self.in_features])" in large
+    )
 
 
 def test_golden_files(example: Path, golden) -> None:

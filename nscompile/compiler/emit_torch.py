@@ -28,7 +28,7 @@ from nscompile.compiler.ir import (
     column_partitions,
     product_factors,
 )
-from nscompile.compiler.storage import Group, Member, fused_groups
+from nscompile.compiler.storage import Group, Member, fused_groups, output_terms
 from nscompile.errors import InternalError
 from nscompile.lang.naming import layer_key, unique_class_names
 from nscompile.lang.precedence import ATOM, POWER, PRODUCT, SUM, UNARY
@@ -79,6 +79,10 @@ def _safe_doc(text: str) -> str:
 def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[str, object]:
     groups = fused_groups(neuron) if accumulate else []
     stored = {g.node: f"self.{g.name}" for g in groups}
+    for group in groups:  # the output sum's right sides: row slices of its stacked parameter
+        for right, start, stop in group.rows:
+            lo = "" if start == 0 else _size_code(start)
+            stored[right] = f"self.{group.name}[{lo}:{_size_code(stop)}]"
     printer = TorchPrinter({p.symbol for p in neuron.params}, accumulate, stored)
     partitions = column_partitions(neuron)
     body = []
@@ -100,6 +104,7 @@ def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[st
         "views": [(m.param.name, _view_code(g, m)) for g in groups for m in g.members],
         "body": body,
         "result": printer(neuron.output),
+        "one_gemm": _one_gemm(printer, neuron, groups),
         "accumulates": printer.accumulates,
     }
 
@@ -123,6 +128,24 @@ def _network_view(network: NetworkIR, names: dict[str, str]) -> dict[str, object
         "layers": layers,
         "steps": lines,
     }
+
+
+def _one_gemm(printer: TorchPrinter, neuron: NeuronIR, groups: list[Group]) -> str | None:
+    """The output sum as one GEMM over its concatenated left sides, or None without an output
+    group: `torch.addmm(rest, torch.cat([x, x**2, p], dim=1), self._fused0)`."""
+    group = next((g for g in groups if g.rows), None)
+    if group is None:
+        return None
+    terms = output_terms(neuron.output)
+    lefts = []
+    for term in terms:
+        left = product_factors(term)[1][0]
+        lefts += [printer(a) for a in left.args] if isinstance(left, HStack) else [printer(left)]
+    gemm = f"torch.cat([{', '.join(lefts)}], dim=1), self.{group.name}"
+    rest = [a for a in neuron.output.args if a not in terms]
+    if not rest:
+        return f"torch.mm({gemm})"
+    return f"torch.addmm({printer.sum(rest)[0]}, {gemm})"
 
 
 def _param_lines(neuron: NeuronIR, groups: list[Group]) -> list[tuple[str, str]]:
@@ -214,6 +237,8 @@ class TorchPrinter(Visitor):
 
     def print(self, expr: sp.Basic) -> tuple[str, int]:
         """IR expression -> (code, precedence); InternalError for a node type it cannot print."""
+        if expr in self.stored:
+            return self.stored[expr], ATOM
         return self.visit(expr)
 
     def operand(self, expr: sp.Basic, parent: int) -> str:
@@ -296,8 +321,6 @@ class TorchPrinter(Visitor):
         return self.cat(node, dim=0)
 
     def cat(self, node: HStack | VStack, dim: int) -> tuple[str, int]:
-        if node in self.stored:
-            return self.stored[node], ATOM
         return f"torch.cat([{', '.join(self(a) for a in node.args)}], dim={dim})", ATOM
 
     def _visit_ColumnSlice(self, node: ColumnSlice) -> tuple[str, int]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import MatrixSymbol, Transpose
+from sympy import MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
-from nscompile.compiler.ir import HStack, NeuronIR, Param, VStack
+from nscompile.compiler.ir import HStack, NeuronIR, Param, VStack, product_factors
 
 #: Stored names start with `_`, which no spec identifier may: they cannot collide.
 PREFIX = "_fused"
@@ -40,6 +40,8 @@ class Group:
     node: HStack | VStack
     dim: int
     members: tuple[Member, ...]
+    #: For the output sum's group: each GEMM term's right side -> its rows `(start, stop)`.
+    rows: tuple[tuple[sp.Basic, sp.Expr, sp.Expr], ...] = ()
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
@@ -54,6 +56,10 @@ def fused_groups(neuron: NeuronIR) -> list[Group]:
     groups: list[Group] = []
     taken: set[str] = set()
     seen: set[sp.Basic] = set()
+    output = output_group(neuron.output, params)
+    if output is not None:
+        groups.append(output)
+        taken |= {m.param.name for m in output.members}
     for expr in [e for _, e in neuron.assignments] + [neuron.output]:
         for node in sp.preorder_traversal(expr):
             if not isinstance(node, HStack | VStack) or node in seen:
@@ -82,3 +88,45 @@ def _members(node: HStack | VStack, params: dict[MatrixSymbol, Param]) -> tuple[
         offset = offset + size
     names = [m.param.name for m in members]
     return tuple(members) if len(set(names)) == len(names) else None
+
+
+def output_terms(output: sp.Basic) -> list[sp.Basic]:
+    """The terms of the output sum that are `L @ R` products (coefficient 1), in order."""
+    if not isinstance(output, MatAdd):
+        return []
+    terms = []
+    for term in output.args:
+        if not isinstance(term, MatMul):
+            continue
+        scalar, matrices = product_factors(term)
+        if (
+            scalar == 1
+            and len(matrices) == 2
+            and not any(isinstance(m, OneMatrix) for m in matrices)
+        ):
+            terms.append(term)
+    return terms
+
+
+def output_group(output: sp.Basic, params: dict[MatrixSymbol, Param]) -> Group | None:
+    """The right sides of the output sum's GEMM terms (`x W1.T + x**2 W2.T + P [A2; A3]`),
+    stacked as one parameter `[W1.T; W2.T; A2; A3]`: one GEMM over `[x | x**2 | P]` then needs
+    no concatenation of weights, and the term-by-term GEMMs read row slices of it. None when
+    fewer than two terms qualify or a right side is not made of whole parameters."""
+    terms = output_terms(output)
+    if len(terms) < 2:
+        return None
+    pieces: list[sp.Basic] = []
+    for term in terms:
+        right = product_factors(term)[1][1]
+        pieces += list(right.args) if isinstance(right, VStack) else [right]
+    node = VStack(*pieces)
+    members = _members(node, params)
+    if members is None:
+        return None
+    rows, offset = [], sp.Integer(0)
+    for term in terms:
+        right = product_factors(term)[1][1]
+        rows.append((right, offset, offset + right.shape[0]))
+        offset = offset + right.shape[0]
+    return Group(f"{PREFIX}0", node, 0, members, tuple(rows))
