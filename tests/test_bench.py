@@ -107,6 +107,22 @@ def test_report_of_the_td_example(tmp_path: Path) -> None:
     assert all(np.isfinite(v) and v > 0 for v in forward.values())
     names = {t["target"] for t in report["targets"]}
     assert any("vs unfused" in n for n in names) and any("FLOP" in n for n in names)
+    # Operators per call: a plain linear layer is one forward operator (addmm); the generated
+    # layer, which stores its fused weights, runs fewer than the unfused one.
+    for run in layer["runs"]:
+        kernels = run["kernels"]
+        assert set(kernels) == {"generated", "unfused", "nn.Linear"}
+        assert kernels["generated"] < kernels["unfused"]
+        if run["pass"] == "forward":
+            assert kernels["nn.Linear"] == 1
+
+
+def test_count_kernels_skips_views() -> None:
+    from nscompile.bench.timing import count_kernels
+
+    x, w = torch.randn(4, 6), torch.randn(3, 12)
+    assert count_kernels(lambda: x.T[:, :2].split(1, dim=1)) == 0
+    assert count_kernels(lambda: torch.cat([x, x * x], dim=1) @ w.T) == 3  # mul, cat, mm
 
 
 def test_missing_tnlearn_is_skipped_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -111,6 +111,11 @@ def _time_batches(
                     "pass": label,
                     "seconds": {k: v["median_s"] for k, v in timing.items()},
                     "samples": {k: v["samples_s"] for k, v in timing.items()},
+                    "kernels": {
+                        name: benchkit.count_kernels(call)
+                        for name, call in contenders.items()
+                        if name in modules
+                    },
                 }
             )
     return runs

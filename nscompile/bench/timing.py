@@ -168,3 +168,24 @@ def ort_cuda_unavailable() -> str:
             f"({', '.join(ort.get_available_providers())}); install onnxruntime-gpu"
         )
     return ""
+
+
+def count_kernels(call: Callable[[], object]) -> int:
+    """How many operators `call` runs that compute something (views such as `.T`, slices and
+    `split` are free and not counted), forward and backward alike: each is at least one kernel
+    launch, the per-call cost that does not shrink with the batch."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            if not func.is_view:
+                self.count += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter() as counter:
+        call()
+    return counter.count

@@ -131,6 +131,12 @@ def _layer_lines(layer: dict[str, Any]) -> list[str]:
             else:
                 cells.append(f"{seconds * 1e3:.4f} ({seconds / base:.2f}x)")
         lines.append(f"  {run['batch']:>7}  {run['pass']:<17}" + "".join(f"{c:>19}" for c in cells))
+    lines.append("  operators per call (forward / forward+backward; views not counted):")
+    for batch in sorted({run["batch"] for run in layer["runs"]}):
+        counts = {r["pass"]: r.get("kernels", {}) for r in layer["runs"] if r["batch"] == batch}
+        forward, step = counts.get("forward", {}), counts.get("forward+backward", {})
+        cells = [f"{k} {forward[k]}/{step.get(k, '-')}" for k in forward]
+        lines.append(f"    batch {batch}: " + ", ".join(cells))
     params = layer["parameters"]
     lines.append(
         "  parameters: "
