@@ -335,7 +335,7 @@ def _network_option(text: str) -> list[str]:
 def _template_words() -> frozenset[str]:
     """Every word the template and the backend's string constants may put in the code."""
     words = set(re.findall(r"[A-Za-z_]\w*", (ROOT / "templates" / "module.py.jinja").read_text()))
-    for module in ("emit_torch.py", "ops.py"):
+    for module in ("emit_torch.py", "torch_printer.py", "ops.py", "storage.py"):
         tree = ast.parse((ROOT / "nscompile" / "compiler" / module).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):

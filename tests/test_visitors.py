@@ -17,9 +17,9 @@ import sympy as sp
 from nscompile.bench import tnlearn_notation
 from nscompile.compiler import fold, ir, lower
 from nscompile.compiler.emit_onnx import _NeuronLowering
-from nscompile.compiler.emit_torch import TorchPrinter
 from nscompile.compiler.flops import _Flops
 from nscompile.compiler.interpret import _Evaluator
+from nscompile.compiler.torch_printer import TorchPrinter
 from nscompile.errors import InternalError, SpecError
 from nscompile.lang import check, fold_gate, syntax, unparse
 from nscompile.visitor import Visitor

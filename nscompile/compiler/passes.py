@@ -160,9 +160,10 @@ def fuse_sums(ir: NeuronIR) -> NeuronIR:
     """`a1 A1 + a2 A2 + ...` -> `[a1 | a2 | ...] [A1; A2; ...]`: one GEMM for a sum of maps.
 
     This is how the output maps of several CP terms share one product. Only maps whose left
-    side holds parameters are fused: maps of the input alone (`x W1`, `x**2 W2`) already have a
-    full inner dimension, and concatenating `x | x**2` would copy more than the fused GEMM saves
-    (measured with `examples/bench_codegen.py`); the backends accumulate them instead.
+    side holds parameters are fused here: maps of the input alone (`x W1`, `x**2 W2`) already
+    have a full inner dimension, and whether concatenating `x | x**2` pays depends on the batch
+    size, which the IR does not know. The PyTorch backend decides it per call (one GEMM over
+    all the sum's maps up to 512 rows, `compiler/storage.py`); ONNX accumulates them.
     """
     params = {p.symbol for p in ir.params}
 

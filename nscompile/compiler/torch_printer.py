@@ -1,0 +1,186 @@
+"""PyTorch expressions: IR expression -> the shortest correct torch code for it.
+
+`emit_torch` lays out the module around what this prints; both import only the IR and SymPy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import sympy as sp
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+
+from nscompile.compiler import ops
+from nscompile.compiler.ir import TEMP_PREFIX, Apply, ColumnSlice, HStack, VStack, product_factors
+from nscompile.errors import InternalError
+from nscompile.lang.precedence import ATOM, POWER, PRODUCT, SUM, UNARY
+from nscompile.visitor import Visitor
+
+_SIZE_NAMES = re.compile(r"\b(in_features|out_features)\b")
+
+
+def _size_code(expr: sp.Expr) -> str:
+    return _SIZE_NAMES.sub(r"self.\1", sp.sstr(expr, order="lex"))
+
+
+class TorchPrinter(Visitor):
+    """Prints IR expressions as PyTorch expressions, with the fewest parentheses."""
+
+    def __init__(
+        self,
+        params: set[MatrixSymbol],
+        accumulate: bool = True,
+        stored: dict[sp.Basic, str] | None = None,
+    ) -> None:
+        self.params = params
+        self.accumulate = accumulate
+        self.stored = stored or {}  # concatenations of parameters kept as one parameter
+        self.accumulates = False  # whether a printed sum used the module's _accumulate
+        self.pieces: dict[ColumnSlice, str] = {}
+
+    def split(self, symbol: MatrixSymbol, pieces: list[tuple[sp.Expr, sp.Expr]]) -> str:
+        """`t0_0, t0_1 = t0.split([a, b], dim=1)`: one backward op instead of one per slice."""
+        local = self.local(symbol)
+        names = [f"{local}_{i}" for i in range(len(pieces))]
+        for name, (start, stop) in zip(names, pieces, strict=True):
+            self.pieces[ColumnSlice(symbol, start, stop)] = name
+        sizes = ", ".join(_size_code(stop - start) for start, stop in pieces)
+        return f"{', '.join(names)} = {local}.split([{sizes}], dim=1)"
+
+    def __call__(self, expr: sp.Basic) -> str:
+        return self.print(expr)[0]
+
+    def local(self, symbol: MatrixSymbol) -> str:
+        name = str(symbol.name)
+        if not name.startswith(TEMP_PREFIX):
+            raise InternalError(f"assignment to non-temporary {name}")
+        return "t" + name[len(TEMP_PREFIX) :]
+
+    def print(self, expr: sp.Basic) -> tuple[str, int]:
+        """IR expression -> (code, precedence); InternalError for a node type it cannot print."""
+        if expr in self.stored:
+            return self.stored[expr], ATOM
+        return self.visit(expr)
+
+    def operand(self, expr: sp.Basic, parent: int) -> str:
+        code, precedence = self.print(expr)
+        return f"({code})" if precedence <= parent else code
+
+    def _visit_MatrixSymbol(self, node: MatrixSymbol) -> tuple[str, int]:
+        name = str(node.name)
+        if node in self.params:
+            return f"self.{name}", ATOM
+        if name.startswith(TEMP_PREFIX):
+            return self.local(node), ATOM
+        if name == "x":
+            return "x", ATOM
+        raise InternalError(f"unknown symbol {name}")
+
+    def _visit_MatMul(self, node: MatMul) -> tuple[str, int]:
+        scalar, matrices = product_factors(node)
+        if all(isinstance(m, OneMatrix) for m in matrices):
+            return _number(scalar)
+        code = " @ ".join(self.operand(m, PRODUCT) for m in matrices)
+        if len(matrices) > 1 and scalar == 1:
+            return code, PRODUCT
+        if scalar == 1:
+            return self.print(matrices[0])
+        if scalar == -1:  # `-a @ b` is `(-a) @ b`: a product, not a negation, to its neighbours
+            return f"-{code}", (PRODUCT if len(matrices) > 1 else UNARY)
+        return f"{_number(scalar)[0]} * {code}", PRODUCT
+
+    def _visit_MatAdd(self, node: MatAdd) -> tuple[str, int]:
+        """A sum with matrix products: accumulated in place into the first product's result.
+
+        `_accumulate((a @ b).add_(e), c, d)`: the first product is a fresh tensor that nothing
+        else holds and that no backward needs, so every other product is added into it by the
+        GEMM itself (`addmm_`) and every other term by `add_`. No tensor per product and no
+        tensor per partial sum: on the CPU each of those is a large allocation, and measured
+        with `nscompile bench` they cost more than the arithmetic. `_accumulate` casts the
+        operands to the sum's dtype, which under autocast is what torch.addmm would do.
+        """
+        gemms = [t for t in node.args if _gemm(t) and product_factors(t)[0] == 1]
+        if not gemms or len(node.args) == 1 or not self.accumulate:
+            return self.sum(list(node.args))
+        first = gemms[0]
+        acc = f"({self(first)})"
+        for term in node.args:
+            if term is first:
+                continue
+            if _gemm(term):
+                scalar, (a, b) = product_factors(term)
+                alpha = "" if scalar == 1 else f", alpha={_number(scalar)[0]}"
+                acc = f"_accumulate({acc}, {self(a)}, {self(b)}{alpha})"
+                self.accumulates = True
+            else:
+                acc += f".add_({self(term)})"
+        return acc, ATOM
+
+    def sum(self, terms: list[sp.Basic]) -> tuple[str, int]:
+        parts: list[str] = []
+        for term in terms:
+            code, precedence = self.print(term)
+            if parts and code.startswith("-") and precedence in (UNARY, PRODUCT):
+                parts.append(f"- {code[1:]}")
+            else:
+                parts.append(("+ " if parts else "") + (f"({code})" if precedence < SUM else code))
+        return " ".join(parts), SUM
+
+    def _visit_HadamardProduct(self, node: HadamardProduct) -> tuple[str, int]:
+        return " * ".join(self.operand(a, PRODUCT) for a in node.args), PRODUCT
+
+    def _visit_HadamardPower(self, node: HadamardPower) -> tuple[str, int]:
+        return f"{self.operand(node.base, POWER)}**{int(node.exp)}", POWER
+
+    def _visit_Apply(self, node: Apply) -> tuple[str, int]:
+        return ops.ELEMENTWISE[node.name].torch.format(self(node.arg)), ATOM
+
+    def _visit_HStack(self, node: HStack) -> tuple[str, int]:
+        return self.cat(node, dim=1)
+
+    def _visit_VStack(self, node: VStack) -> tuple[str, int]:
+        return self.cat(node, dim=0)
+
+    def cat(self, node: HStack | VStack, dim: int) -> tuple[str, int]:
+        return f"torch.cat([{', '.join(self(a) for a in node.args)}], dim={dim})", ATOM
+
+    def _visit_ColumnSlice(self, node: ColumnSlice) -> tuple[str, int]:
+        if node in self.pieces:
+            return self.pieces[node], ATOM
+        mat, start, stop = node.args
+        lo = "" if start == 0 else _size_code(start)
+        return f"{self.operand(mat, ATOM - 1)}[:, {lo}:{_size_code(stop)}]", ATOM
+
+    def _visit_Transpose(self, node: Transpose) -> tuple[str, int]:
+        return f"{self.operand(node.arg, ATOM - 1)}.T", ATOM
+
+    def _visit_OneMatrix(self, node: OneMatrix) -> tuple[str, int]:
+        return "1", ATOM  # a constant broadcast over the batch
+
+    def _visit_Number(self, node: sp.Number) -> tuple[str, int]:
+        return _number(node)
+
+
+def _gemm(term: sp.Basic) -> bool:
+    """A product of exactly two matrices with a numeric coefficient: `_accumulate` material."""
+    if not isinstance(term, MatMul):
+        return False
+    scalar, matrices = product_factors(term)
+    return (
+        scalar.is_number
+        and len(matrices) == 2
+        and not any(isinstance(m, OneMatrix) for m in matrices)
+    )
+
+
+#: Whole numbers print as Python ints below this; larger ones overflow torch's int64 scalars.
+_EXACT_INT = 2**53
+
+
+def _number(value: sp.Basic) -> tuple[str, int]:
+    number = float(value)
+    if not math.isfinite(number):  # fold rejects these; `inf` would be an undefined name
+        raise InternalError(f"a non-finite constant {value} reached the backend")
+    code = str(int(number)) if number.is_integer() and abs(number) < _EXACT_INT else repr(number)
+    return code, (UNARY if number < 0 else ATOM)
