@@ -125,23 +125,27 @@ def _train_epoch(
     opt: Optimiser,
     batch_size: int,
 ) -> float | None:
-    """One pass over the shuffled training rows; the mean loss, or None once it is not finite."""
+    """One pass over the shuffled training rows; the mean loss, or None when it is not finite.
+
+    The losses are summed as a float64 tensor and read once per epoch: no step waits for a
+    Python number (on a GPU each `float(loss)` would wait for the device). A non-finite loss
+    makes the sum non-finite, so the epoch that diverged is still the one reported.
+    """
     x_train, y_train = train
     rows = len(x_train)
     model.train()
     order = torch.randperm(rows, generator=opt.generator)
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=x_train.device)
     for first in range(0, rows, batch_size):
         batch = order[first : first + batch_size]
         loss = loss_fn(model(x_train[batch]), y_train[batch])
-        if not torch.isfinite(loss):
-            return None
         opt.optimizer.zero_grad()
         loss.backward()
         opt.optimizer.step()
-        total += float(loss.detach()) * len(batch)
+        total += loss.detach().double() * len(batch)
     opt.schedule.step()
-    return total / rows
+    mean = float(total) / rows
+    return mean if math.isfinite(mean) else None
 
 
 def fit_seed(
