@@ -90,3 +90,31 @@ def test_missing_members_are_missing_keys(modules) -> None:  # noqa: ANN001
     result = model.load_state_dict(partial, strict=False)
     assert "layer1.cp2_u1" in result.missing_keys and not result.unexpected_keys
     assert bool((model.layer1.cp2_u2 == 3.0).all())
+
+
+def test_a_checkpoint_of_another_layout_is_a_clear_error(tmp_path: Path) -> None:
+    """A run checkpointed before its layers stored parameters fused (or of another network)
+    does not resume into a traceback: the optimizer's state follows the parameters."""
+    from nscompile.errors import InputError
+    from nscompile.learn.train.checkpoint import (
+        Optimiser,
+        TrainingState,
+        resume,
+        save_checkpoint,
+    )
+
+    def optimiser(model: torch.nn.Module) -> Optimiser:
+        adam = torch.optim.Adam(model.parameters())
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=3)
+        return Optimiser(adam, schedule, torch.Generator().manual_seed(0))
+
+    old = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    opt = optimiser(old)
+    old(torch.randn(5, 4)).sum().backward()
+    opt.optimizer.step()
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, old, opt, TrainingState({"train_loss": []}, old.state_dict()))
+    new = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 3))
+    with pytest.raises(InputError, match="does not fit this network") as caught:
+        resume(path, new, optimiser(new))
+    assert "without --resume" in (caught.value.hint or "")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nscompile.errors import InputError
 from nscompile.files import write_atomic
 
 
@@ -81,10 +82,19 @@ def save_checkpoint(path: Path, model: nn.Module, opt: Optimiser, progress: Trai
 def resume(path: Path, model: nn.Module, opt: Optimiser) -> TrainingState:
     """Load a checkpoint into `model` and `opt`; the progress it recorded."""
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(saved["model"])
-    opt.optimizer.load_state_dict(saved["optimizer"])
-    opt.schedule.load_state_dict(saved["schedule"])
-    opt.generator.set_state(saved["generator"])
+    try:
+        model.load_state_dict(saved["model"])
+        opt.optimizer.load_state_dict(saved["optimizer"])
+        opt.schedule.load_state_dict(saved["schedule"])
+        opt.generator.set_state(saved["generator"])
+    except (KeyError, RuntimeError, ValueError) as error:
+        # A checkpoint of another network, or of this one as another nscompile laid it out
+        # (the optimizer's state follows the module's parameters, which a version may fuse).
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else "no details"
+        raise InputError(
+            f"the checkpoint {path} does not fit this network ({first})",
+            hint="run again without --resume to start over",
+        ) from None
     return TrainingState(
         saved["history"],
         saved["best_state"],
