@@ -22,7 +22,7 @@ from nscompile.compiler.ir import (
     column_partitions,
     product_factors,
 )
-from nscompile.compiler.storage import Group, Member, fused_groups, output_terms
+from nscompile.compiler.storage import Group, Member, fused_groups
 from nscompile.compiler.torch_printer import TorchPrinter, _size_code
 from nscompile.errors import InternalError
 from nscompile.lang.naming import layer_key, unique_class_names
@@ -72,9 +72,9 @@ def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[st
     groups = fused_groups(neuron) if accumulate else []
     stored = {g.node: f"self.{g.name}" for g in groups}
     for group in groups:  # the output sum's right sides: row slices of its stacked parameter
-        for right, start, stop in group.rows:
+        for term, start, stop in group.terms:
             lo = "" if start == 0 else _size_code(start)
-            stored[right] = f"self.{group.name}[{lo}:{_size_code(stop)}]"
+            stored[product_factors(term)[1][1]] = f"self.{group.name}[{lo}:{_size_code(stop)}]"
     printer = TorchPrinter({p.symbol for p in neuron.params}, accumulate, stored)
     partitions = column_partitions(neuron)
     body = []
@@ -125,10 +125,10 @@ def _network_view(network: NetworkIR, names: dict[str, str]) -> dict[str, object
 def _one_gemm(printer: TorchPrinter, neuron: NeuronIR, groups: list[Group]) -> str | None:
     """The output sum as one GEMM over its concatenated left sides, or None without an output
     group: `torch.addmm(rest, torch.cat([x, x**2, p], dim=1), self._fused0)`."""
-    group = next((g for g in groups if g.rows), None)
+    group = next((g for g in groups if g.terms), None)
     if group is None:
         return None
-    terms = output_terms(neuron.output)
+    terms = [term for term, _, _ in group.terms]
     lefts = []
     for term in terms:
         left = product_factors(term)[1][0]

@@ -301,3 +301,12 @@ def product_factors(node: sp.Basic) -> tuple[sp.Expr, list[MatrixExpr]]:
     while len(matrices) > 1 and isinstance(matrices[0], sp.OneMatrix) and matrices[0].shape[1] == 1:
         matrices = matrices[1:]
     return scalar, matrices
+
+
+def is_gemm(term: sp.Basic) -> bool:
+    """A product of exactly two matrices (no broadcast ones) with a numeric coefficient."""
+    if not isinstance(term, MatMul):
+        return False
+    scalar, matrices = product_factors(term)
+    ones = any(isinstance(m, sp.OneMatrix) for m in matrices)
+    return bool(scalar.is_number) and len(matrices) == 2 and not ones

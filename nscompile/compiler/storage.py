@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy import MatAdd, MatMul, MatrixSymbol, Transpose
 
-from nscompile.compiler.ir import HStack, NeuronIR, Param, VStack, product_factors
+from nscompile.compiler.ir import HStack, NeuronIR, Param, VStack, is_gemm, product_factors
 
 #: Stored names start with `_`, which no spec identifier may: they cannot collide.
 PREFIX = "_fused"
@@ -40,8 +40,8 @@ class Group:
     node: HStack | VStack
     dim: int
     members: tuple[Member, ...]
-    #: For the output sum's group: each GEMM term's right side -> its rows `(start, stop)`.
-    rows: tuple[tuple[sp.Basic, sp.Expr, sp.Expr], ...] = ()
+    #: For the output sum's group: its GEMM terms `L @ R`, each with R's rows `(start, stop)`.
+    terms: tuple[tuple[MatMul, sp.Expr, sp.Expr], ...] = ()
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
@@ -90,22 +90,11 @@ def _members(node: HStack | VStack, params: dict[MatrixSymbol, Param]) -> tuple[
     return tuple(members) if len(set(names)) == len(names) else None
 
 
-def output_terms(output: sp.Basic) -> list[sp.Basic]:
+def output_terms(output: sp.Basic) -> list[MatMul]:
     """The terms of the output sum that are `L @ R` products (coefficient 1), in order."""
     if not isinstance(output, MatAdd):
         return []
-    terms = []
-    for term in output.args:
-        if not isinstance(term, MatMul):
-            continue
-        scalar, matrices = product_factors(term)
-        if (
-            scalar == 1
-            and len(matrices) == 2
-            and not any(isinstance(m, OneMatrix) for m in matrices)
-        ):
-            terms.append(term)
-    return terms
+    return [t for t in output.args if is_gemm(t) and product_factors(t)[0] == 1]
 
 
 def output_group(output: sp.Basic, params: dict[MatrixSymbol, Param]) -> Group | None:
@@ -126,7 +115,7 @@ def output_group(output: sp.Basic, params: dict[MatrixSymbol, Param]) -> Group |
         return None
     rows, offset = [], sp.Integer(0)
     for term in terms:
-        right = product_factors(term)[1][1]
-        rows.append((right, offset, offset + right.shape[0]))
-        offset = offset + right.shape[0]
+        size = product_factors(term)[1][1].shape[0]
+        rows.append((term, offset, offset + size))
+        offset = offset + size
     return Group(f"{PREFIX}0", node, 0, members, tuple(rows))

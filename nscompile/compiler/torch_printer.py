@@ -12,7 +12,15 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from nscompile.compiler import ops
-from nscompile.compiler.ir import TEMP_PREFIX, Apply, ColumnSlice, HStack, VStack, product_factors
+from nscompile.compiler.ir import (
+    TEMP_PREFIX,
+    Apply,
+    ColumnSlice,
+    HStack,
+    VStack,
+    is_gemm,
+    product_factors,
+)
 from nscompile.errors import InternalError
 from nscompile.lang.precedence import ATOM, POWER, PRODUCT, SUM, UNARY
 from nscompile.visitor import Visitor
@@ -100,7 +108,7 @@ class TorchPrinter(Visitor):
         with `nscompile bench` they cost more than the arithmetic. `_accumulate` casts the
         operands to the sum's dtype, which under autocast is what torch.addmm would do.
         """
-        gemms = [t for t in node.args if _gemm(t) and product_factors(t)[0] == 1]
+        gemms = [t for t in node.args if is_gemm(t) and product_factors(t)[0] == 1]
         if not gemms or len(node.args) == 1 or not self.accumulate:
             return self.sum(list(node.args))
         first = gemms[0]
@@ -108,7 +116,7 @@ class TorchPrinter(Visitor):
         for term in node.args:
             if term is first:
                 continue
-            if _gemm(term):
+            if is_gemm(term):
                 scalar, (a, b) = product_factors(term)
                 alpha = "" if scalar == 1 else f", alpha={_number(scalar)[0]}"
                 acc = f"_accumulate({acc}, {self(a)}, {self(b)}{alpha})"
@@ -160,18 +168,6 @@ class TorchPrinter(Visitor):
 
     def _visit_Number(self, node: sp.Number) -> tuple[str, int]:
         return _number(node)
-
-
-def _gemm(term: sp.Basic) -> bool:
-    """A product of exactly two matrices with a numeric coefficient: `_accumulate` material."""
-    if not isinstance(term, MatMul):
-        return False
-    scalar, matrices = product_factors(term)
-    return (
-        scalar.is_number
-        and len(matrices) == 2
-        and not any(isinstance(m, OneMatrix) for m in matrices)
-    )
 
 
 #: Whole numbers print as Python ints below this; larger ones overflow torch's int64 scalars.
