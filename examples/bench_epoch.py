@@ -35,8 +35,13 @@ from nscompile.compiler.pipeline import (  # noqa: E402
 )
 from nscompile.learn.data import load_table, supervised  # noqa: E402
 from nscompile.learn.loader import load_source  # noqa: E402
-from nscompile.learn.train.checkpoint import Optimiser  # noqa: E402
-from nscompile.learn.train.core import Protocol, _loss_function, _train_epoch, run_models  # noqa: E402
+from nscompile.learn.train.core import (  # noqa: E402
+    Protocol,
+    _loss_function,
+    _train_epoch,
+    optimiser,
+    run_models,
+)
 from nscompile.learn.train.split import split_rows  # noqa: E402
 
 MLP_TARGET = 1.5
@@ -75,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, factory in models.items():
         torch.manual_seed(0)
         model = factory()
-        optimizer = torch.optim.Adam(
-            model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay
-        )
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=protocol.epochs)
-        runs[name] = (model, Optimiser(optimizer, schedule, torch.Generator().manual_seed(0)))
+        runs[name] = (model, optimiser(model, protocol, 0))
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(1 + epochs):  # the first epoch warms up
         for name, (model, opt) in runs.items():

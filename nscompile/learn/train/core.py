@@ -148,6 +148,15 @@ def _train_epoch(
     return mean if math.isfinite(mean) else None
 
 
+def optimiser(model: nn.Module, protocol: Protocol, seed: int) -> Optimiser:
+    """The protocol's Adam with cosine decay, and the batch order's generator seeded `seed`."""
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=protocol.epochs)
+    return Optimiser(optimizer, schedule, torch.Generator().manual_seed(seed))
+
+
 def fit_seed(
     model: nn.Module,
     task: str,
@@ -167,11 +176,7 @@ def fit_seed(
     """
     tensors = (torch.from_numpy(train[0]), torch.from_numpy(train[1]))
     loss_fn = _loss_function(task)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=protocol.epochs)
-    opt = Optimiser(optimizer, schedule, torch.Generator().manual_seed(seed))
+    opt = optimiser(model, protocol, seed)
     if checkpoint is not None and checkpoint.is_file():
         progress = resume(checkpoint, model, opt)
     else:
