@@ -73,7 +73,7 @@ class NeuronSeek(BaseEstimator):
         prune: bool = True,
         significance: float = 3.0,
         tolerance: float = 0.1,
-        refit_iters: int = 300,
+        refit_iters: int = 400,
         validation_fraction: float = 0.2,
         hidden: tuple[int, ...] = (64, 32),
         seed: int = 0,
