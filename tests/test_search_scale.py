@@ -204,7 +204,9 @@ def test_prune_tries_again_what_a_failed_first_fit_kept(monkeypatch) -> None:
         return 1e-3 * (1.0 + 0.01 * len(active))
 
     def row_losses(trial, xv, yv):  # noqa: ANN001, ANN202
-        return loss(frozenset(n for n, on in zip(trial.names, trial.mask) if on)) * rows
+        return (
+            loss(frozenset(n for n, on in zip(trial.names, trial.mask, strict=True) if on)) * rows
+        )
 
     monkeypatch.setattr(train, "refit", lambda *args, **kwargs: None)
     monkeypatch.setattr(train, "row_losses", row_losses)
@@ -213,5 +215,6 @@ def test_prune_tries_again_what_a_failed_first_fit_kept(monkeypatch) -> None:
                              significance=3.0, tolerance=0.1, iters=1, trace=trace)  # fmt: skip
     assert keep == ["interact_3"]
     assert [(t["drop"], t["pass"], t["accepted"]) for t in trace if t["pass"] == 2] == [
-        ("interact_3", 2, False), ("interact_2", 2, True)
+        ("interact_3", 2, False),
+        ("interact_2", 2, True),
     ]

@@ -39,7 +39,8 @@ class NeuronSeek(BaseEstimator):
         significance: stage 2 keeps a term when the validation loss without it is worse by
             more than this many sigmas of paired per-row tests (`train.worse_by`) and by more
             than the fraction `tolerance` of the best validation loss.
-        refit_iters: L-BFGS iterations per stage-2 refit.
+        refit_iters: L-BFGS iterations per stage-2 refit (a close call gets as many more, on
+            both sides; see `train.prune`).
         validation_fraction: share of the rows held out for stage 2 and `val_metric`.
         hidden: the hidden widths of the network written into `spec_`. (64, 32) rather than
             the public code's (6, 3): on the validation splits of examples/paper/tabular.py it
@@ -73,7 +74,7 @@ class NeuronSeek(BaseEstimator):
         prune: bool = True,
         significance: float = 3.0,
         tolerance: float = 0.1,
-        refit_iters: int = 400,
+        refit_iters: int = 300,
         validation_fraction: float = 0.2,
         hidden: tuple[int, ...] = (64, 32),
         seed: int = 0,

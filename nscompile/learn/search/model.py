@@ -178,10 +178,10 @@ class DualStream(nn.Module):
         scales into the weights: the pure terms are one product of the standardised powers
         (rows x K D, the powers of inactive terms meet zero weights) and the interaction
         terms one of the active orders' products (rows x active R). The same function as
-        `bias + sum_t z_t terms(x)[:, t]` in eval mode; per term, the batched products were half of every refit
-        evaluation (matrix-vector products at C = 1). The pruning refits are L-BFGS on small
-        tensors, bound by the operations per evaluation: only the active interaction orders
-        are computed.
+        `bias + sum_t z_t terms(x)[:, t]` in eval mode; per term, the batched products were
+        half of every refit evaluation (matrix-vector products at C = 1). The pruning refits
+        are L-BFGS on small tensors, bound by the operations per evaluation: only the active
+        interaction orders are computed.
         """
         norms = list(self.norms)
         mean = torch.stack([n.running_mean for n in norms])

@@ -232,11 +232,17 @@ def prune(
         z = worse_by(losses, reference)
         return z, bool(z <= significance or losses.mean() <= reference.mean() * (1.0 + tolerance))
 
+    further: dict[int, torch.Tensor] = {}  # id of a best model -> its losses refined
+
     def refined(trial: DualStream) -> tuple[float, bool]:
-        pair = [copy.deepcopy(trial), copy.deepcopy(best_model)]
-        for fit in pair:
-            refit(fit, x, y, loss_fn, iters)
-        return judged(row_losses(pair[0], xv, yv), row_losses(pair[1], xv, yv))
+        trial = copy.deepcopy(trial)
+        refit(trial, x, y, loss_fn, iters)
+        if id(best_model) not in further:  # the best's own refinement, once per best model
+            reference = copy.deepcopy(best_model)
+            refit(reference, x, y, loss_fn, iters)
+            further.clear()
+            further[id(best_model)] = row_losses(reference, xv, yv)
+        return judged(row_losses(trial, xv, yv), further[id(best_model)])
 
     current = best_model = fitted(keep)
     best = row_losses(current, xv, yv)
