@@ -120,35 +120,27 @@ class DualStream(nn.Module):
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _standard_powers(self, x: torch.Tensor, pure: list[int]) -> torch.Tensor:
-        """(len(pure), rows, D): the standardised powers `x**(i + 1)` for i in `pure`; from
-        `hold_input`'s cache when `x` is the tensor held (a refit evaluates the same rows
-        hundreds of times, and the powers were a third of each evaluation)."""
-        held = self._held
-        if held is not None and held[0] is x and held[1] == x._version:
-            return held[2] if pure == list(range(self.max_order)) else held[2][pure]
+        """(len(pure), rows, D): the standardised powers `x**(i + 1)` for i in `pure`."""
         powers = torch.stack([x ** (i + 1) for i in pure])
         return (powers - self.pow_mean[pure, None]) / self.pow_std[pure, None]
 
     def _flat_powers(self, x: torch.Tensor) -> torch.Tensor:
-        """(rows, K D): every standardised power of `x`, order-major (held when cached)."""
+        """(rows, K D): every standardised power of `x`, order-major; from `hold_input`'s
+        cache when `x` is the tensor held (a refit evaluates the same rows hundreds of
+        times, and the powers were a third of each evaluation)."""
         held = self._held
         if held is not None and held[0] is x and held[1] == x._version:
-            return held[3]
+            return held[2]
         every = list(range(self.max_order))
         return self._standard_powers(x, every).transpose(0, 1).reshape(x.shape[0], -1)
 
     def hold_input(self, x: torch.Tensor | None) -> None:
         """Cache the standardised powers of `x` (None: drop the cache). The cache is never
         copied, saved or used for another tensor, nor for `x` once it was modified."""
-        if x is None:
-            self._held = None
-            return
-        with torch.no_grad():
-            self._held = None
-            every = list(range(self.max_order))
-            powers = self._standard_powers(x, every).contiguous()
-            flat = powers.transpose(0, 1).reshape(x.shape[0], -1).contiguous()
-            self._held = (x, x._version, powers, flat)
+        self._held = None
+        if x is not None:
+            with torch.no_grad():
+                self._held = (x, x._version, self._flat_powers(x).contiguous())
 
     def terms(self, x: torch.Tensor) -> torch.Tensor:
         """(rows, terms, C): every term after its BatchNorm, before its gate."""

@@ -232,17 +232,17 @@ def prune(
         z = worse_by(losses, reference)
         return z, bool(z <= significance or losses.mean() <= reference.mean() * (1.0 + tolerance))
 
-    further: dict[int, torch.Tensor] = {}  # id of a best model -> its losses refined
+    reference: tuple[DualStream, torch.Tensor] | None = None  # the best, refined
 
     def refined(trial: DualStream) -> tuple[float, bool]:
+        nonlocal reference
         trial = copy.deepcopy(trial)
         refit(trial, x, y, loss_fn, iters)
-        if id(best_model) not in further:  # the best's own refinement, once per best model
-            reference = copy.deepcopy(best_model)
-            refit(reference, x, y, loss_fn, iters)
-            further.clear()
-            further[id(best_model)] = row_losses(reference, xv, yv)
-        return judged(row_losses(trial, xv, yv), further[id(best_model)])
+        if reference is None or reference[0] is not best_model:  # once per best model
+            further = copy.deepcopy(best_model)
+            refit(further, x, y, loss_fn, iters)
+            reference = (best_model, row_losses(further, xv, yv))
+        return judged(row_losses(trial, xv, yv), reference[1])
 
     current = best_model = fitted(keep)
     best = row_losses(current, xv, yv)
