@@ -70,6 +70,20 @@ table these settings were never tuned on), at D = 10 (N = 2500) and D = 50 (N = 
   at the tensor-power-method directions of the target's Hermite moments, order by order on the
   residual of the lower orders. Their overlap with the true directions is 0.9-0.98 at D = 10
   but 0.3-0.6 for order 4 at D = 50 with 2400 rows (0.28 is chance): that setting stays hard.
+  Two things were checked on interact_v3 at D = 50 (data seed 1, search seeds 1 and 2, where
+  its order 4 was lost) and neither helps. (a) A spectral start, the leading symmetric
+  eigenmatrices of the D^2 x D^2 unfolding of the 4th Hermite moment (subspace iteration
+  on matrix products, 0.6 s): its eigenvalues were not separated from the sampling noise
+  and its subspace overlap with the four true directions (0.6-0.8 on two, chance on the
+  others) was no better than the power method's; with 1920 fitting rows the unfolding
+  is at its own limit (it needs N well above D^2 = 2500). (b) The fit, not the test,
+  loses the term: `{I2, I4}` refitted from the stage-1 weights reaches a validation MSE
+  of 0.07-0.09 where the noise floor is 1e-4 (the order-4 part, ~5% of the variance, is
+  mostly unexplained), at rank 8 it overfits (training MSE 0.007 at 300 iterations,
+  0.0006 at 1800, the validation loss rising), and at rank 1 its training loss stays at
+  that of `{I2}`: the optimiser does not find the order-4 directions from this start.
+  Adding the term back against the final model would keep it on one seed of two
+  (3.6-4.3 and 2.9 sigmas), so no re-adding step was built.
 - Classification. Judging removals by the validation cross-entropy failed (2 of 15 at D = 10):
   near-separable classes let L-BFGS inflate the logits and a few confidently wrong rows carried
   the mean. Stage 2 judges by the Brier score (`train.row_scores`): 9 of 15.
