@@ -48,6 +48,8 @@ OUTCOMES = ("ok", "spec error", "input error", "traceback", "timeout", "injectio
 TEMPLATES = [
     "neuron q {{ y = {y} }}  network n {{ input 3  dense 4 q  dense 1  task regression }}",
     "neuron q {{ rank 4  y = {y} }}\nnetwork n {{ input 5  dense 6 q relu  dense 2 }}",
+    "neuron q {{ rank 2  y = {y} }}\nnetwork n {{ input 2 x 6 x 6  conv 3 q relu bn  maxpool 2\n"
+    "  block 4 q stride=2  globalpool  dense 2 }}",
 ]
 TEMPLATE_YS = [
     "<w, x>",
@@ -276,8 +278,9 @@ def _run_module(compiled, source: str) -> None:  # noqa: ANN001
     with torch.no_grad():
         for network in compiled.optimized.networks:
             model = namespace["build"](network.name)  # type: ignore[operator]
-            out = model(torch.randn(x_rows, network.input_width))
-            width = network.layers[-1].out_features
+            shape = network.image or (network.input_width,)
+            out = model.eval()(torch.randn(x_rows, *shape))
+            width = network.out_features
             assert out.shape == (x_rows, width), f"{network.name}: output {tuple(out.shape)}"
         if not compiled.optimized.networks:
             for cls in _layer_classes(namespace):
@@ -335,7 +338,7 @@ def _network_option(text: str) -> list[str]:
 def _template_words() -> frozenset[str]:
     """Every word the template and the backend's string constants may put in the code."""
     words = set(re.findall(r"[A-Za-z_]\w*", (ROOT / "templates" / "module.py.jinja").read_text()))
-    for module in ("emit_torch.py", "torch_printer.py", "ops.py", "storage.py"):
+    for module in ("emit_torch.py", "torch_printer.py", "conv_printer.py", "ops.py", "storage.py"):
         tree = ast.parse((ROOT / "nscompile" / "compiler" / module).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -344,7 +347,7 @@ def _template_words() -> frozenset[str]:
 
 
 #: Numbered names the backend makes itself: CSE temporaries, layers, fused parameters.
-NUMBERED = re.compile(r"(t\d+(_\d+)?|layer\d+|_fused\d+)\Z")
+NUMBERED = re.compile(r"(t\d+(_\d+)?|layer\d+|bn\d+|_fused\d+)\Z")
 
 
 def injected_names(compiled, source: str) -> set[str]:  # noqa: ANN001
@@ -356,8 +359,11 @@ def injected_names(compiled, source: str) -> set[str]:  # noqa: ANN001
     classes = unique_class_names(
         neurons + [n.name for n in program.networks], dict.fromkeys(neurons, "Layer")
     )
-    params = {p.name for n in program.neurons for p in n.params if why_not_allowed(p.name) is None}
-    allowed = _TEMPLATE_WORDS | set(classes.values()) | params
+    convs = [n.name for n in program.conv_neurons]
+    conv_classes = unique_class_names(convs, dict.fromkeys(convs, "Conv2d"), set(classes.values()))
+    every = program.neurons + program.conv_neurons
+    params = {p.name for n in every for p in n.params if why_not_allowed(p.name) is None}
+    allowed = _TEMPLATE_WORDS | set(classes.values()) | set(conv_classes.values()) | params
     names = set()
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type == tokenize.NAME and token.string not in allowed:

@@ -38,6 +38,8 @@ def error_of(text: str) -> SpecError:
 N = "neuron n {{ {} }}"  # a neuron around a body
 Y = "neuron n {{ rank 4 y = {} }}"  # a neuron around an expression (cp allowed)
 NET = "neuron td {{ y = <w, x> }}\nnetwork net {{ {} }}"  # a network; its body is on line 2
+# A network of images; its body is on line 2.
+IMG = "neuron td {{ rank 2 y = <w, x> + cp(x, 2) + b }}\nnetwork net {{ input 1 x 8 x 8 {} }}"
 
 CASES = [
     # code, source, the source text the error span covers, a fragment of message or hint
@@ -132,6 +134,47 @@ CASES = [
         "task regression 2",
         "'task regression'",
     ),
+    ("E180", IMG.format("conv 4 kernle=3 flatten dense 1"), "kernle=3", "'kernel'"),
+    ("E180", IMG.format("maxpool 2 td flatten dense 1"), "td", "stride, padding"),
+    ("E181", IMG.format("conv 4 stride=1 stride=2 flatten dense 1"), "stride=2", "once"),
+    ("E181", IMG.format("conv 4 bn bn flatten dense 1"), "bn", "once"),
+    ("E182", IMG.format("conv 4 kernel=td flatten dense 1"), "kernel=td", "whole number"),
+    ("E183", IMG.format("conv 4 td dense 1"), "dense 1", "flatten' before it (256 features)"),
+    ("E184", NET.format("input 3 conv 4 dense 1"), "conv 4", "3 features"),
+    ("E185", IMG.format("conv 4 stride=0 flatten dense 1"), "stride=0", "from 1 to 31, got 0"),
+    ("E185", IMG.format("maxpool 99 flatten dense 1"), "maxpool 99", "got 99"),
+    ("E186", IMG.format("avgpool 2 padding=2 flatten dense 1"), "padding=2", "half the kernel"),
+    (
+        "E187",
+        IMG.format("conv 4 kernel=9 padding=0 flatten dense 1"),
+        "conv 4 kernel=9 padding=0",
+        "map 1 x 8 x 8 padded by 0 (8 x 8)",
+    ),  # fmt: skip
+    (
+        "E187",
+        IMG.format("conv 2 stride=2 maxpool 5 flatten dense 1"),
+        "maxpool 5",
+        "map 2 x 4 x 4",
+    ),  # fmt: skip
+    (
+        "E187",
+        IMG.format("maxpool 4 maxpool 4 maxpool 4 flatten dense 1"),
+        "maxpool 4",
+        "map 1 x 2 x 2",
+    ),  # fmt: skip
+    (
+        "E188",
+        IMG.format("block 4 shortcut=identity flatten dense 1"),
+        "block 4 shortcut=identity",
+        "input is 1 x 8 x 8, its output 4 x 8 x 8",
+    ),  # fmt: skip
+    ("E189", IMG.format("block 4 first=3 flatten dense 1"), "first=3", "a neuron or 'plain'"),
+    ("E190", IMG.format("conv 4 relu tanh flatten dense 1"), "tanh", "already has 'relu'"),
+    ("E191", IMG.format("conv 4 td").replace("\n", " "), "net", "ends with an image of 4 x 8 x 8"),
+    ("E144", IMG.format("conv 4 tdd flatten dense 1"), "tdd", "'td'"),
+    ("E144", IMG.format("block 4 second=tdd flatten dense 1"), "second=tdd", "'td'"),
+    ("E142", NET.format("input 0 x 8 x 8 flatten dense 1"), "input 0 x 8 x 8", "channels"),
+    ("E141", IMG.format("input 1 x 2 x 2 flatten dense 1"), "input 1 x 2 x 2", "one 'input'"),
 ]
 
 

@@ -16,7 +16,9 @@ import sympy as sp
 
 from nscompile.bench import tnlearn_notation
 from nscompile.compiler import fold, ir, lower
+from nscompile.compiler.conv_printer import ConvPrinter
 from nscompile.compiler.emit_onnx import _NeuronLowering
+from nscompile.compiler.emit_onnx_conv import _ConvLowering
 from nscompile.compiler.flops import _Flops
 from nscompile.compiler.interpret import _Evaluator
 from nscompile.compiler.torch_printer import TorchPrinter
@@ -24,7 +26,7 @@ from nscompile.errors import InternalError, SpecError
 from nscompile.lang import check, fold_gate, syntax, unparse
 from nscompile.visitor import Visitor
 
-IR_WALKERS = [TorchPrinter, _NeuronLowering, _Evaluator, _Flops]
+IR_WALKERS = [TorchPrinter, ConvPrinter, _NeuronLowering, _ConvLowering, _Evaluator, _Flops]
 EXPRESSIONS = typing.get_args(syntax.Expr)
 STATEMENTS = typing.get_args(syntax.NeuronStmt) + typing.get_args(syntax.NetworkStmt)
 # walker -> the expression types it must handle; `_InputSamples` evaluates input-wide
@@ -58,7 +60,7 @@ def reachable() -> set[type]:
             compiled = compile_text(text, "seed.ns")
         except SpecError:
             continue
-        for neuron in compiled.lowered.neurons:
+        for neuron in compiled.lowered.neurons + compiled.lowered.conv_neurons:
             found |= _matrix_types(neuron)
             for _, run in PASSES:
                 neuron = run(neuron)

@@ -44,6 +44,7 @@ from nscompile.compiler.ir import (
 from nscompile.compiler.pipeline import (
     Compiled,
     compile_text,
+    require_features,
     select_network,
     to_onnx,
     to_torch_unfused,
@@ -66,6 +67,7 @@ def run_bench(
     source = read_source(path)
     compiled = compile_text(source, path)
     network = select_network(compiled, network_name)
+    require_features(network, "a benchmark")
     report: dict[str, Any] = {
         "spec": path,
         "network": network.name,

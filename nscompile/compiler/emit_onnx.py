@@ -2,7 +2,8 @@
 
 Built node by node from the IR (not through `torch.onnx.export`): each IR node type has one
 lowering below, sizes are concrete per layer, the batch dimension stays symbolic. Opset and IR
-version are pinned: onnxruntime 1.2x-1.3x accept IR version 8 / opset 18 everywhere.
+version are pinned: onnxruntime 1.2x-1.3x accept IR version 8 / opset 18 everywhere. An image
+network's conv stages, pooling and residual blocks are lowered by `emit_onnx_conv`.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ from sympy import (
 )
 
 from nscompile import __version__
-from nscompile.compiler import ops
+from nscompile.compiler import emit_onnx_conv, ops
 from nscompile.compiler.ir import (
     IN,
     OUT,
     Apply,
+    BlockIR,
     ColumnSlice,
     HStack,
+    LayerIR,
     NetworkIR,
     NeuronIR,
+    Patches,
     ProgramIR,
     VStack,
     product_factors,
@@ -53,15 +57,26 @@ def expected_shapes(program: ProgramIR, network: NetworkIR) -> dict[str, tuple[i
     neurons = {n.name: n for n in program.neurons}
     shapes: dict[str, tuple[int, ...]] = {}
     for index, layer in enumerate(network.layers, start=1):
-        if layer.neuron is None:
-            shapes[layer_key(index, "weight")] = (layer.out_features, layer.in_features)
-            shapes[layer_key(index, "bias")] = (layer.out_features,)
-            continue
-        dims = {IN: layer.in_features, OUT: layer.out_features}
-        for param in neurons[layer.neuron].params:
-            shape = tuple(int(sp.sympify(s).subs(dims)) for s in param.shape)
-            shapes[layer_key(index, param.name)] = shape
+        if isinstance(layer, LayerIR):
+            shapes |= _dense_shapes(neurons, index, layer)
+        else:
+            shapes |= emit_onnx_conv.stage_shapes(program, index, layer)
     return shapes
+
+
+def _dense_shapes(
+    neurons: Mapping[str, NeuronIR], index: int, layer: LayerIR
+) -> dict[str, tuple[int, ...]]:
+    if layer.neuron is None:
+        return {
+            layer_key(index, "weight"): (layer.out_features, layer.in_features),
+            layer_key(index, "bias"): (layer.out_features,),
+        }
+    dims = {IN: layer.in_features, OUT: layer.out_features}
+    return {
+        layer_key(index, param.name): tuple(int(sp.sympify(s).subs(dims)) for s in param.shape)
+        for param in neurons[layer.neuron].params
+    }
 
 
 def check_weights(
@@ -91,14 +106,28 @@ def check_weights(
 def emit_onnx(
     program: ProgramIR, network: NetworkIR, weights: Mapping[str, np.ndarray]
 ) -> onnx.ModelProto:
-    """Build, check and return the ONNX model of `network` with `weights` as initializers."""
+    """Build, check and return the ONNX model of `network` with `weights` as initializers.
+
+    A network of feature rows has every weight as an initializer, under its state-dict key. A
+    network of images (`emit_onnx_conv`: conv stages, pooling, residual blocks, BatchNorm
+    folded into the conv weights where that is exact) has those its nodes read: its dense
+    layers' tensors under their keys, and tensors computed from the conv stages' weights.
+    """
     check_weights(program, network, weights)
     graph = GraphBuilder()
-    for key in sorted(weights):
-        graph.initializer(key, np.asarray(weights[key], dtype=np.float32))
+    image = network.image is not None
+    if not image:
+        for key in sorted(weights):
+            graph.initializer(key, np.asarray(weights[key], dtype=np.float32))
     neurons = {n.name: n for n in program.neurons}
     h = INPUT_NAME
     for index, layer in enumerate(network.layers, start=1):
+        if not isinstance(layer, LayerIR):
+            h = emit_onnx_conv.lower_stage(graph, program, index, layer, weights, h)
+            continue
+        if image:
+            for key in sorted(_dense_shapes(neurons, index, layer)):
+                graph.initializer(key, np.asarray(weights[key], dtype=np.float32))
         if layer.neuron is None:
             weight, bias = layer_key(index, "weight"), layer_key(index, "bias")
             h = graph.node("Gemm", [h, weight, bias], transB=1)
@@ -156,14 +185,11 @@ class GraphBuilder:
 
     def model(self, network: NetworkIR, program: ProgramIR) -> onnx.ModelProto:
         width = network.layers[-1].out_features
+        shape = [BATCH_DIM, *(network.image or (network.input_width,))]
         graph = helper.make_graph(
             self.nodes,
             network.name,
-            [
-                helper.make_tensor_value_info(
-                    INPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, network.input_width]
-                )
-            ],
+            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, shape)],
             [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, width])],
             self.initializers,
         )
@@ -174,9 +200,12 @@ class GraphBuilder:
             producer_name="nscompile",
             producer_version=__version__,
         )
-        used = {layer.neuron for layer in network.layers}
+        used = _neurons_used(network)
+        described = {n.name: n for n in program.conv_neurons} | {n.name: n for n in program.neurons}
+        order = [n.name for n in program.neurons]
+        order += sorted(name for name in described if name not in order)
         formulas = "; ".join(
-            f"{n.name}: y = {n.formula}" for n in program.neurons if n.name in used
+            f"{name}: y = {described[name].formula}" for name in order if name in used
         )
         metadata = {
             "nscompile.version": __version__,
@@ -189,6 +218,17 @@ class GraphBuilder:
         }
         helper.set_model_props(model, metadata)
         return model
+
+
+def _neurons_used(network: NetworkIR) -> set[str]:
+    """The names of the neurons some stage of `network` uses."""
+    used = set()
+    for layer in network.layers:
+        if isinstance(layer, BlockIR):
+            used |= {layer.first, layer.second}
+        else:
+            used.add(getattr(layer, "neuron", None))
+    return {name for name in used if name is not None}
 
 
 class _NeuronLowering(Visitor):
@@ -255,6 +295,10 @@ class _NeuronLowering(Visitor):
 
     def _visit_Transpose(self, node: Transpose) -> str:
         return self.graph.node("Transpose", [self.lower(node.arg)], perm=[1, 0])
+
+    def _visit_Patches(self, node: Patches) -> str:
+        # Only a conv-mode neuron's IR has patches; `emit_onnx_conv._ConvLowering` lowers it.
+        raise InternalError(f"{self.neuron.name}: {node} in a dense layer's IR")
 
     def _visit_MatAdd(self, node: MatAdd) -> str:
         return self.chain("Add", [self.lower(a) for a in node.args])

@@ -13,12 +13,20 @@ import sympy as sp
 
 from nscompile import __version__
 from nscompile.compiler import ops
+from nscompile.compiler.conv_printer import ConvPrinter
 from nscompile.compiler.ir import (
+    BlockIR,
+    ConvIR,
+    FlattenIR,
     HStack,
+    LayerIR,
     NetworkIR,
     NeuronIR,
     Param,
+    Patches,
+    PoolIR,
     ProgramIR,
+    StageIR,
     column_partitions,
     product_factors,
 )
@@ -50,7 +58,14 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
+    conv_names = unique_class_names(
+        [n.name for n in program.conv_neurons],
+        {n.name: "Conv2d" for n in program.conv_neurons},
+        set(names.values()),
+    )
     neurons = [_neuron_view(n, names[n.name], accumulate) for n in program.neurons]
+    convs = [_conv_view(n, conv_names[n.name]) for n in program.conv_neurons]
+    networks = [_network_view(n, names, conv_names) for n in program.networks]
     return env.get_template("module.py.jinja").render(
         version=__version__,
         source_name=program.source_name,
@@ -58,7 +73,10 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
         accumulates=any(n["accumulates"] for n in neurons),
         fuses=any(n["fused"] for n in neurons),
         neurons=neurons,
-        networks=[_network_view(n, names) for n in program.networks],
+        conv_neurons=convs,
+        functional=bool(convs) or any(n["image"] for n in networks),
+        blocks=any(isinstance(layer, BlockIR) for n in program.networks for layer in n.layers),
+        networks=networks,
     )
 
 
@@ -101,25 +119,98 @@ def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[st
     }
 
 
-def _network_view(network: NetworkIR, names: dict[str, str]) -> dict[str, object]:
+_POOLS = {"max": "F.max_pool2d", "avg": "F.avg_pool2d"}
+
+
+def _conv_view(neuron: NeuronIR, class_name: str) -> dict[str, object]:
+    """A conv neuron layer's class: its parameters and forward (`conv_printer`)."""
+    biases = {p.symbol for p in neuron.params if p.role == "bias"}
+    printer = ConvPrinter({p.symbol for p in neuron.params}, biases)
+    # A temporary that holds patches on their own (CSE of a shared conv input) is put back
+    # into the convs that read it: a conv's input is printed, never its patches.
+    patches = {t: e for t, e in neuron.assignments if isinstance(e, Patches)}
+    assignments = [(t, e.xreplace(patches)) for t, e in neuron.assignments if t not in patches]
+    partitions = column_partitions(neuron)
+    body = []
+    for target, expr in assignments:
+        body.append(f"{printer.local(target)} = {printer(expr)}")
+        if target in partitions:
+            body.append(printer.split(target, partitions[target]))
+    return {
+        "class_name": class_name,
+        "name": neuron.name,
+        "formula": _safe_doc(f"y = {neuron.formula}"),
+        "rank": neuron.rank,
+        "params": [(p.name, _shape_code(p)) for p in neuron.params],
+        "inits": [_init_code(p) for p in neuron.params],
+        "body": body,
+        "result": printer(neuron.output.xreplace(patches)),
+    }
+
+
+def _network_view(
+    network: NetworkIR, names: dict[str, str], conv_names: dict[str, str]
+) -> dict[str, object]:
     layers, lines = [], []
     for index, layer in enumerate(network.layers, start=1):
-        module = names[layer.neuron] if layer.neuron else "nn.Linear"
-        attribute = layer_key(index)
-        layers.append(f"self.{attribute} = {module}({layer.in_features}, {layer.out_features})")
         source = "x" if index == 1 else "h"
-        call = ops.ACTIVATIONS[layer.activation].torch.format(f"self.{attribute}({source})")
-        lines.append(call)
+        made, step = _stage_code(layer, index, source, names, conv_names)
+        layers += made
+        lines.append(step)
     return {
         "class_name": names[network.name],
         "name": network.name,
         "summary": _safe_doc(network.summary),
         "task": network.task,
         "in_features": network.input_width,
-        "out_features": network.layers[-1].out_features,
+        "image": network.image,
+        "out_features": network.out_features,
         "layers": layers,
         "steps": lines,
     }
+
+
+def _stage_code(
+    layer: StageIR, index: int, source: str, names: dict[str, str], conv_names: dict[str, str]
+) -> tuple[list[str], str]:
+    """One stage of a network -> (the lines of `__init__` that build it, its forward step)."""
+    attribute = f"self.{layer_key(index)}"
+    if isinstance(layer, LayerIR):
+        module = names[layer.neuron] if layer.neuron else "nn.Linear"
+        made = [f"{attribute} = {module}({layer.in_features}, {layer.out_features})"]
+        return made, ops.ACTIVATIONS[layer.activation].torch.format(f"{attribute}({source})")
+    if isinstance(layer, ConvIR):
+        sizes = f"{layer.in_channels}, {layer.out_channels}, {layer.kernel}, {layer.stride}"
+        module = conv_names[layer.neuron] if layer.neuron else "nn.Conv2d"
+        made = [f"{attribute} = {module}({sizes}, {layer.padding})"]
+        step = f"{attribute}({source})"
+        if layer.bn:
+            made.append(f"self.bn{index} = nn.BatchNorm2d({layer.out_channels})")
+            step = f"self.bn{index}({step})"
+        return made, ops.ACTIVATIONS[layer.activation].torch.format(step)
+    if isinstance(layer, PoolIR):
+        if layer.kernel == 0:
+            return [], f"{source}.mean((2, 3))"
+        sizes = f"{layer.kernel}, {layer.stride}, {layer.padding}"
+        return [], f"{_POOLS[layer.kind]}({source}, {sizes})"
+    if isinstance(layer, FlattenIR):
+        return [], f"{source}.flatten(1)"
+    cin, cout, stride = layer.in_channels, layer.out_channels, layer.stride
+
+    def conv(neuron: str | None, inputs: int, step: int) -> str:
+        if neuron is None:
+            return f"nn.Conv2d({inputs}, {cout}, 3, {step}, 1, bias=False)"
+        return f"{conv_names[neuron]}({inputs}, {cout}, 3, {step}, 1)"
+
+    activation = f"nn.{ops.ACTIVATIONS[layer.activation].module}()"
+    made = [
+        f"{attribute} = _BasicBlock(",
+        f"    {conv(layer.first, cin, stride)},",
+        f"    {conv(layer.second, cout, 1)},",
+        f"    {cin}, {cout}, {stride}, projection={layer.projection}, activation={activation},",
+        ")",
+    ]
+    return made, f"{attribute}({source})"
 
 
 def _one_gemm(printer: TorchPrinter, neuron: NeuronIR, groups: list[Group]) -> str | None:

@@ -75,3 +75,6 @@ class _Flops(Visitor):
 
     _visit_MatrixSymbol = _visit_OneMatrix = _visit_Transpose = _free
     _visit_HStack = _visit_VStack = _visit_ColumnSlice = _free
+    # A conv's im2col is not computed: `Patches(a) W.T` costs what the conv costs, counted by
+    # the product (rows: the output positions; inner size: in * k * k).
+    _visit_Patches = _free

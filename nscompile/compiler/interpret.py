@@ -28,6 +28,7 @@ from nscompile.compiler.ir import (
     HStack,
     NetworkIR,
     NeuronIR,
+    Patches,
     ProgramIR,
     VStack,
 )
@@ -126,6 +127,11 @@ class _Evaluator(Visitor):
 
     def _visit_ColumnSlice(self, node: ColumnSlice) -> np.ndarray:
         return self(node.args[0])[:, self.size(node.args[1]) : self.size(node.args[2])]
+
+    def _visit_Patches(self, node: Patches) -> np.ndarray:
+        # Conv layers are not evaluated here yet: their parity is torch against onnxruntime
+        # and against torch.nn.functional (tests/test_conv.py, tests/test_conv_onnx.py).
+        raise InternalError("the NumPy evaluator does not evaluate conv layers")
 
     def _visit_OneMatrix(self, node: OneMatrix) -> np.ndarray:
         return np.ones((self.size(node.shape[0]), self.size(node.shape[1])))

@@ -30,6 +30,9 @@ from nscompile.errors import InternalError
 BATCH = sp.Symbol("batch", integer=True, positive=True)
 IN = sp.Symbol("in_features", integer=True, positive=True)
 OUT = sp.Symbol("out_features", integer=True, positive=True)
+#: A conv layer's kernel side k, and the k * k positions it covers (see `Patches`).
+KERNEL = sp.Symbol("kernel_size", integer=True, positive=True)
+KERNEL_AREA = KERNEL**2
 #: Prefix of compiler temporaries; spec names cannot start with "_" (see naming.py).
 TEMP_PREFIX = "_t"
 
@@ -65,6 +68,29 @@ class ColumnSlice(MatrixExpr):
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return (self.args[0].shape[0], self.args[2] - self.args[1])
+
+
+class Patches(MatrixExpr):
+    """The k x k patches of a feature map, one row per output position: a conv's im2col.
+
+    Only in a conv layer's IR, where a matrix is a feature map seen as (positions x channels)
+    and `Patches(a) * W.T` is the k x k conv of `a` with `W` (out x in x k x k, seen as
+    out x in*k*k, channel-major); the layer's kernel, stride and padding apply. A map of `a`
+    itself (`a * U.T`) is a 1 x 1 conv. The backends print `Patches` only inside such a
+    product (a conv), never on its own; its rows are the output positions, which the IR
+    does not tell apart from the input's (every term of a conv neuron is at the output's).
+    """
+
+    def __new__(cls, arg: MatrixExpr) -> Patches:
+        return Basic.__new__(cls, arg)
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (self.args[0].shape[0], self.args[0].shape[1] * KERNEL_AREA)
 
 
 class Apply(MatrixExpr):
@@ -111,6 +137,7 @@ NODE_TYPES: tuple[type[MatrixExpr], ...] = (
     HStack,
     VStack,
     ColumnSlice,
+    Patches,
 )
 
 
@@ -139,8 +166,10 @@ class Param:
 
     @property
     def symbol(self) -> MatrixSymbol:
-        rows, cols = (1, self.shape[0]) if len(self.shape) == 1 else self.shape
-        return MatrixSymbol(self.name, rows, cols)
+        if len(self.shape) == 1:
+            return MatrixSymbol(self.name, 1, self.shape[0])
+        # A conv weight (out x in x k x k) is the matrix out x in*k*k.
+        return MatrixSymbol(self.name, self.shape[0], sp.Mul(*self.shape[1:]))
 
 
 @dataclass(frozen=True)
@@ -211,15 +240,71 @@ class LayerIR:
 
 
 @dataclass(frozen=True)
+class ConvIR:
+    """A conv layer: a conv neuron layer (`ProgramIR.conv_neurons`), or `nn.Conv2d` when
+    neuron is None; then BatchNorm if `bn`, then the activation."""
+
+    neuron: str | None
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+    padding: int
+    activation: str
+    bn: bool
+
+
+@dataclass(frozen=True)
+class PoolIR:
+    """Max or average pooling (`kind`), or the global average when `kernel` is 0."""
+
+    kind: str
+    kernel: int
+    stride: int
+    padding: int
+
+
+@dataclass(frozen=True)
+class FlattenIR:
+    """C x H x W -> C*H*W features, channel-major."""
+
+
+@dataclass(frozen=True)
+class BlockIR:
+    """A residual basic block: `act(BN(conv2(act(BN(conv1(h))))) + shortcut(h))`, the 3 x 3
+    convs task-driven where `first`/`second` name a neuron (plain and bias-free otherwise),
+    the shortcut a 1 x 1 conv and BatchNorm when `projection`, else the identity."""
+
+    in_channels: int
+    out_channels: int
+    first: str | None
+    second: str | None
+    stride: int
+    activation: str
+    projection: bool
+
+
+StageIR = LayerIR | ConvIR | PoolIR | FlattenIR | BlockIR
+
+
+@dataclass(frozen=True)
 class NetworkIR:
-    """A network: its layers in order and its task."""
+    """A network: its layers in order and its task; `image` is (C, H, W) for one of images
+    (then `input_width` is C*H*W)."""
 
     name: str
     input_width: int
-    layers: tuple[LayerIR, ...]
+    layers: tuple[StageIR, ...]
     task: str
     classes: int | None
     summary: str
+    image: tuple[int, int, int] | None = None
+
+    @property
+    def out_features(self) -> int:
+        last = self.layers[-1]
+        assert isinstance(last, LayerIR)  # the checker makes a dense layer the last
+        return last.out_features
 
 
 @dataclass(frozen=True)
@@ -230,26 +315,47 @@ class ProgramIR:
     source_sha256: str
     neurons: tuple[NeuronIR, ...]
     networks: tuple[NetworkIR, ...]
+    #: The neurons some conv layer or block uses, lowered as conv layers (see `Patches`).
+    conv_neurons: tuple[NeuronIR, ...] = ()
 
     def verify(self) -> None:
-        for neuron in self.neurons:
+        for neuron in self.neurons + self.conv_neurons:
             neuron.verify()
 
     def parameter_count(self, network: NetworkIR) -> int:
         """The number of learnable scalars in `network`, from the shapes: nothing is allocated."""
         neurons = {n.name: n for n in self.neurons}
+        convs = {n.name: n for n in self.conv_neurons}
+
+        def conv(neuron: str | None, cin: int, cout: int, k: int, bias: bool) -> int:
+            if neuron is None:  # nn.Conv2d
+                return (cin * k * k + bias) * cout
+            sizes = {IN: cin, OUT: cout, KERNEL: k}
+            return sum(int(sp.Mul(*p.shape).subs(sizes)) for p in convs[neuron].params)
+
         total = 0
         for layer in network.layers:
-            sizes = {IN: layer.in_features, OUT: layer.out_features}
-            if layer.neuron is None:  # nn.Linear: weight and bias
+            if isinstance(layer, ConvIR):
+                total += conv(layer.neuron, layer.in_channels, layer.out_channels, layer.kernel,
+                              True) + 2 * layer.out_channels * layer.bn  # fmt: skip
+            elif isinstance(layer, BlockIR):
+                cin, cout = layer.in_channels, layer.out_channels
+                total += conv(layer.first, cin, cout, 3, False) + 2 * cout
+                total += conv(layer.second, cout, cout, 3, False) + 2 * cout
+                total += (cin * cout + 2 * cout) * layer.projection
+            elif not isinstance(layer, LayerIR):
+                continue  # pooling and flatten: no parameters
+            elif layer.neuron is None:  # nn.Linear: weight and bias
                 total += (layer.in_features + 1) * layer.out_features
-                continue
-            for param in neurons[layer.neuron].params:
-                total += int(sp.Mul(*param.shape).subs(sizes))
+            else:
+                sizes = {IN: layer.in_features, OUT: layer.out_features}
+                for param in neurons[layer.neuron].params:
+                    total += int(sp.Mul(*param.shape).subs(sizes))
         return total
 
     def dump(self) -> str:
         parts = [n.dump() for n in self.neurons]
+        parts += [n.dump().replace("neuron ", "conv neuron ", 1) for n in self.conv_neurons]
         for net in self.networks:
             parts.append(f"network {net.name}  # {net.summary}")
         return "\n\n".join(parts) + "\n"

@@ -21,16 +21,25 @@ from nscompile.compiler.fold import number
 from nscompile.compiler.ir import (
     BATCH,
     IN,
+    KERNEL,
+    KERNEL_AREA,
     OUT,
+    BlockIR,
+    ConvIR,
+    FlattenIR,
     Init,
     LayerIR,
     NetworkIR,
     NeuronIR,
     Param,
+    Patches,
+    PoolIR,
     ProgramIR,
+    StageIR,
     elementwise,
 )
 from nscompile.errors import InternalError
+from nscompile.lang import layers as image_layers
 from nscompile.lang import syntax
 from nscompile.lang.naming import Namer
 from nscompile.lang.unparse import unparse_expr
@@ -49,38 +58,86 @@ _WEIGHTS = _WEIGHTS / math.sqrt(2.0 * math.pi)
 def lower_program(spec: syntax.Spec, source_name: str, source_text: str) -> ProgramIR:
     """Checked spec -> ProgramIR with every neuron un-optimised."""
     neurons = tuple(lower_neuron(n) for n in spec.decls if isinstance(n, syntax.Neuron))
-    networks = tuple(lower_network(n) for n in spec.decls if isinstance(n, syntax.Network))
+    networks = tuple(lower_network(n, spec) for n in spec.decls if isinstance(n, syntax.Network))
+    used = {name for net in networks for layer in net.layers for name in _conv_neurons(layer)}
+    conv = tuple(lower_neuron(n, conv=True) for n in spec.neurons.values() if n.name in used)
     digest = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
-    return ProgramIR(source_name, digest, neurons, networks)
+    return ProgramIR(source_name, digest, neurons, networks, conv)
 
 
-def lower_neuron(neuron: syntax.Neuron) -> NeuronIR:
-    """One neuron declaration -> NeuronIR whose output is the whole aggregation expression."""
+def _conv_neurons(layer: StageIR) -> list[str]:
+    if isinstance(layer, ConvIR):
+        return [layer.neuron] if layer.neuron else []
+    if isinstance(layer, BlockIR):
+        return [n for n in (layer.first, layer.second) if n]
+    return []
+
+
+def lower_neuron(neuron: syntax.Neuron, conv: bool = False) -> NeuronIR:
+    """One neuron declaration -> NeuronIR whose output is the whole aggregation expression;
+    `conv`: as a conv layer (DESIGN §3: k x k convs for `<w, e(x)>` and cp's output map,
+    1 x 1 convs for cp's factors; see `ir.Patches`)."""
     assign = neuron.assign
     if assign is None:
         raise InternalError(f"neuron {neuron.name} reached lowering without 'y = ...'")
-    lowerer = _Lowerer(neuron.rank, _weight_names(assign.expr))
+    lowerer = _Lowerer(neuron.rank, _weight_names(assign.expr), conv)
     output = lowerer.lower_sum(assign.expr)
     formula = unparse_expr(assign.expr)
     return NeuronIR(neuron.name, formula, neuron.rank, tuple(lowerer.params), (), output)
 
 
-def lower_network(network: syntax.Network) -> NetworkIR:
-    """A network declaration -> NetworkIR with concrete widths."""
-    width = network.input_width
-    if width is None:
+def lower_network(network: syntax.Network, spec: syntax.Spec) -> NetworkIR:
+    """A network declaration -> NetworkIR with concrete widths and shapes."""
+    image = network.image_input
+    if image is not None:
+        shape: tuple[int, ...] = (image.channels, image.height, image.width)
+    elif network.input_width is not None:
+        shape = (network.input_width,)
+    else:
         raise InternalError(f"network {network.name} reached lowering without 'input'")
-    layers, parts = [], [f"input {width}"]
-    for dense in network.layers:
-        activation = dense.activation or "identity"
-        layers.append(LayerIR(dense.neuron, width, dense.width, activation))
-        parts.append(f"{dense.neuron or 'linear'} {dense.width} {activation}")
-        width = dense.width
+    layers: list[StageIR] = []
+    parts = [f"input {image_layers.show(shape).replace(' features', '')}"]
+    for stage, after in zip(network.stages, image_layers.shapes(network, spec), strict=True):
+        layer, part = _stage(stage, shape, spec)
+        layers.append(layer)
+        parts.append(part)
+        shape = after
     task = network.task
     kind = task.kind if task else "regression"
+    width = shape[0]
     classes = width if kind == "classification" else None
     summary = " -> ".join(parts) + f"; {kind}" + (f" ({classes} classes)" if classes else "")
-    return NetworkIR(network.name, network.input_width or 0, tuple(layers), kind, classes, summary)
+    sides = (image.channels, image.height, image.width) if image else None
+    inputs = math.prod(sides) if sides else network.input_width or 0
+    return NetworkIR(network.name, inputs, tuple(layers), kind, classes, summary, sides)
+
+
+def _stage(
+    stage: syntax.Dense | syntax.ImageStmt, shape: tuple[int, ...], spec: syntax.Spec
+) -> tuple[StageIR, str]:
+    """One layer statement, given the shape it takes -> its IR and its part of the summary."""
+    if isinstance(stage, syntax.Dense):
+        activation = stage.activation or "identity"
+        part = f"{stage.neuron or 'linear'} {stage.width} {activation}"
+        return LayerIR(stage.neuron, shape[0], stage.width, activation), part
+    if isinstance(stage, syntax.Conv):
+        c = image_layers.conv_settings(stage, spec)
+        layer = ConvIR(c.neuron, shape[0], c.width, c.kernel, c.stride, c.padding, c.activation,
+                       c.bn)  # fmt: skip
+        part = f"conv {c.neuron or 'linear'} {c.width} k{c.kernel} s{c.stride} p{c.padding}"
+        return layer, part + (" bn" if c.bn else "") + f" {c.activation}"
+    if isinstance(stage, syntax.Pool):
+        p = image_layers.pool_settings(stage)
+        part = f"{p.kind}pool k{p.kernel} s{p.stride} p{p.padding}"
+        return PoolIR(p.kind, p.kernel, p.stride, p.padding), part
+    if isinstance(stage, syntax.GlobalPool):
+        return PoolIR("avg", 0, 1, 0), "globalpool"
+    if isinstance(stage, syntax.Flatten):
+        return FlattenIR(), "flatten"
+    b = image_layers.block_settings(stage, spec, shape[0])
+    layer = BlockIR(shape[0], b.width, b.first, b.second, b.stride, b.activation, b.projection)
+    part = f"block {b.first or 'plain'}+{b.second or 'plain'} {b.width} s{b.stride}"
+    return layer, part + (" projection" if b.projection else "") + f" {b.activation}"
 
 
 def _weight_names(expr: syntax.Expr) -> set[str]:
@@ -105,8 +162,9 @@ def _top_terms(expr: syntax.Expr, sign: int = 1) -> list[tuple[int, syntax.Expr]
 class _Lowerer(Visitor):
     """Lowers the expressions of one neuron, collecting its parameters."""
 
-    def __init__(self, rank: int | None, user_names: set[str]) -> None:
+    def __init__(self, rank: int | None, user_names: set[str], conv: bool = False) -> None:
         self.rank = rank
+        self.conv = conv
         self.params: list[Param] = []
         self.namer = Namer(user_names)
 
@@ -153,12 +211,17 @@ class _Lowerer(Visitor):
     def _visit_Name(self, node: syntax.Name) -> Value:
         if node.name == syntax.INPUT_NAME:
             return sp.MatrixSymbol("x", BATCH, IN)
-        param = self._add_param("bias", (OUT,), Init(IN, uniform=True), "bias")  # as nn.Linear
+        fan = IN * KERNEL_AREA if self.conv else IN  # as nn.Conv2d / nn.Linear
+        param = self._add_param("bias", (OUT,), Init(fan, uniform=True), "bias")
         return MatMul(OneMatrix(BATCH, 1), param.symbol)
 
     def _visit_Inner(self, node: syntax.Inner) -> Value:
         arg = self._nonzero(node.arg)
         m2 = _input_second_moment(node.arg)
+        if self.conv:  # a k x k conv: weight out x in x k x k
+            shape, fan = (OUT, IN, KERNEL, KERNEL), IN * KERNEL_AREA
+            weight = self._add_param(node.weight, shape, Init(fan, m2), "weight", fresh=False)
+            return MatMul(Patches(arg), weight.symbol.T)
         weight = self._add_param(node.weight, (OUT, IN), Init(IN, m2), "weight", fresh=False)
         return MatMul(arg, weight.symbol.T)
 
@@ -183,6 +246,17 @@ class _Lowerer(Visitor):
         order, rank = int(order_node.value), self.rank
         arg = self._nonzero(arg_node)
         m2 = _input_second_moment(arg_node)
+        if self.conv:  # 1 x 1 convs to R channels, their product, a k x k conv R -> O
+            factors = [
+                self._add_param(f"cp{order}_u{m}", (rank, IN, 1, 1), Init(IN, m2), "factor").symbol
+                for m in range(1, order + 1)
+            ]
+            fan = sp.Integer(rank) * KERNEL_AREA
+            shape = (OUT, rank, KERNEL, KERNEL)
+            out = self._add_param(f"cp{order}_a", shape, Init(fan), "output")
+            projections = [MatMul(arg, u.T) for u in factors]
+            product = projections[0] if order == 1 else HadamardProduct(*projections)
+            return MatMul(Patches(product), out.symbol.T)
         factors = [
             self._add_param(f"cp{order}_u{m}", (IN, rank), Init(IN, m2), "factor").symbol
             for m in range(1, order + 1)

@@ -266,7 +266,8 @@ def optimize(
 ) -> ProgramIR:
     """Run every pass (default `PASSES`), in order, on every neuron; see `optimize_neuron`."""
     neurons = tuple(optimize_neuron(n, passes, verify) for n in program.neurons)
-    return dataclasses.replace(program, neurons=neurons)
+    conv = tuple(optimize_neuron(n, passes, verify) for n in program.conv_neurons)
+    return dataclasses.replace(program, neurons=neurons, conv_neurons=conv)
 
 
 def _flatten(node: sp.Basic, kind: type) -> list[sp.Basic]:

@@ -17,6 +17,7 @@ from nscompile.compiler.ir import (
     Apply,
     ColumnSlice,
     HStack,
+    Patches,
     VStack,
     is_gemm,
     product_factors,
@@ -25,7 +26,7 @@ from nscompile.errors import InternalError
 from nscompile.lang.precedence import ATOM, POWER, PRODUCT, SUM, UNARY
 from nscompile.visitor import Visitor
 
-_SIZE_NAMES = re.compile(r"\b(in_features|out_features)\b")
+_SIZE_NAMES = re.compile(r"\b(in_features|out_features|kernel_size)\b")
 
 
 def _size_code(expr: sp.Expr) -> str:
@@ -162,6 +163,9 @@ class TorchPrinter(Visitor):
 
     def _visit_Transpose(self, node: Transpose) -> tuple[str, int]:
         return f"{self.operand(node.arg, ATOM - 1)}.T", ATOM
+
+    def _visit_Patches(self, node: Patches) -> tuple[str, int]:
+        raise InternalError(f"patches outside a conv: {node}")  # see conv_printer
 
     def _visit_OneMatrix(self, node: OneMatrix) -> tuple[str, int]:
         return "1", ATOM  # a constant broadcast over the batch

@@ -19,12 +19,16 @@ from nscompile.errors import Span, did_you_mean
 from nscompile.lang import syntax as s
 from nscompile.lang.check_errors import ERRORS, FUNCTIONS
 from nscompile.lang.check_errors import error as _error
+from nscompile.lang.layers import shapes, show
 from nscompile.lang.naming import why_not_allowed
 from nscompile.lang.unparse import format_number, unparse_expr
 from nscompile.visitor import Visitor
 
 #: Words of the .ns language; a declaration so named could not be referred to.
-KEYWORDS = ("dense", "input", "network", "neuron", "rank", "task")
+KEYWORDS = (
+    "avgpool", "block", "conv", "dense", "flatten", "globalpool", "input", "maxpool", "network",
+    "neuron", "rank", "task",
+)  # fmt: skip
 SCALAR, INPUT, UNIT = "scalar", "input-wide", "unit-wide"
 
 
@@ -232,6 +236,20 @@ class _Layers(Visitor):
         _in_range("E142", stmt.width, s.MAX_WIDTH, stmt.span, what="input width",
                   why="the input width is the number of input features")  # fmt: skip
 
+    def _visit_ImageInput(self, stmt: s.ImageInput) -> None:
+        if stmt is not self.network.body[0]:
+            raise _error("E141", stmt.span)
+        why = "'input C x H x W' gives the channels, rows and columns of an image"
+        sizes = {"image channels": stmt.channels, "image height": stmt.height,
+                 "image width": stmt.width}  # fmt: skip
+        for what, value in sizes.items():
+            _in_range("E142", value, s.MAX_SIDE, stmt.span, what=what, why=why)
+
+    def _image_layer(self, stmt: s.ImageStmt) -> None:
+        self.last_width = None  # the shapes are checked once the whole network is seen
+
+    _visit_Conv = _visit_Pool = _visit_GlobalPool = _visit_Flatten = _visit_Block = _image_layer
+
     def _visit_Dense(self, stmt: s.Dense) -> None:
         _in_range("E142", stmt.width, s.MAX_WIDTH, stmt.span, what="layer width",
                   why="the width is the number of units in the layer")  # fmt: skip
@@ -272,12 +290,23 @@ class _Layers(Visitor):
 
 def _check_network(network: s.Network, spec: s.Spec) -> None:
     body = network.body
-    if not body or not isinstance(body[0], s.Input):
+    if not body or not isinstance(body[0], s.Input | s.ImageInput):
         raise _error("E140", body[0].span if body else network.name_span)
     layers = _Layers(network, spec)
     for stmt in body:
         if layers.seen_task and not isinstance(stmt, s.Task):
             raise _error("E147", stmt.span)
+        if isinstance(stmt, s.Task):
+            _check_shapes(network, spec)
         layers.visit(stmt)
-    if layers.last_width is None:
+    if not layers.seen_task:
+        _check_shapes(network, spec)
+    if not any(isinstance(stage, s.Dense) for stage in network.stages):
         raise _error("E143", network.name_span, name=network.name)
+
+
+def _check_shapes(network: s.Network, spec: s.Spec) -> None:
+    """Every layer's shape (lang.layers); the last must be features."""
+    found = shapes(network, spec)
+    if found and len(found[-1]) == 3:
+        raise _error("E191", network.name_span, name=network.name, shape=show(found[-1]))

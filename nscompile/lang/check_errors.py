@@ -59,7 +59,8 @@ ERRORS = {
     "E138": ("y does not depend on the input",
              "y needs an inner product <w, x> or a cp(x, k) term; the bias alone is a constant"),
     # networks
-    "E140": ("a network starts with 'input D'", "add 'input D' first, D the number of features"),
+    "E140": ("a network starts with 'input D'",
+             "add 'input D' first, D the number of features (or 'input C x H x W' for images)"),
     "E141": ("a second 'input'", "a network has one 'input', its first statement"),
     "E142": ("{what} must be from 1 to {high}, got {value}", "{why}"),
     "E143": ("network '{name}' has no dense layer", "add a layer, e.g. 'dense 1' for one output"),
@@ -73,6 +74,29 @@ ERRORS = {
     "E150": ("{value} classes, but the last layer has width {width}",
              "the last dense layer has one unit per class: 'dense {value}'"),
     "E151": ("a regression task has no class count", "write 'task regression'"),
+    # image layers (lang/layers.py)
+    "E180": ("unknown setting '{name}' of {what}", "{what} settings: see the grammar's header"),
+    "E181": ("'{name}' is given twice", "give each option of a layer once"),
+    "E182": ("{name} must be a whole number, got '{value}'", "write e.g. {name}=1"),
+    "E183": ("a dense layer after an image of {shape}",
+             "add 'flatten' before it ({flat} features) or 'globalpool' ({channels} features)"),
+    "E184": ("{what} needs an image, but the network carries {shape} here",
+             "image layers come before 'flatten' or 'globalpool', in a network with "
+             "'input C x H x W'"),
+    "E185": ("{name} must be from {low} to {high}, got {value}",
+             "kernel, stride and padding are small whole numbers"),
+    "E186": ("pooling padding {value} is more than half the kernel {kernel}",
+             "pooling pads at most half its kernel"),
+    "E187": ("kernel {kernel} is larger than the feature map {shape} padded by {padding} "
+             "({padded})",
+             "use a smaller kernel, more padding, or fewer strides and pools before this layer"),
+    "E188": ("a residual add of mismatched shapes: the block's input is {shape}, its output {out}",
+             "drop 'shortcut=identity': a 1 x 1 conv shortcut matches them"),
+    "E189": ("'{name}' takes a name here, got '{value}'",
+             "first= and second= take a neuron or 'plain'; shortcut= takes identity or conv"),
+    "E190": ("a second {what} '{name}' in one layer", "the layer already has '{first}'"),
+    "E191": ("network '{name}' ends with an image of {shape}",
+             "end it with 'globalpool' or 'flatten' and a dense layer"),
 }  # fmt: skip
 
 

@@ -126,9 +126,12 @@ def class_name(name: str, suffix: str = "") -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_")) + suffix
 
 
-def unique_class_names(names: list[str], suffixes: dict[str, str]) -> dict[str, str]:
-    """Map each spec name to a distinct class name, deterministically (in sorted order)."""
-    taken: set[str] = set()
+def unique_class_names(
+    names: list[str], suffixes: dict[str, str], taken: set[str] | None = None
+) -> dict[str, str]:
+    """Map each spec name to a distinct class name, deterministically (in sorted order),
+    none of them in `taken`."""
+    taken = set(taken or ())
     result: dict[str, str] = {}
     for name in sorted(names):
         base = class_name(name, suffixes.get(name, ""))

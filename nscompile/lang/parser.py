@@ -220,6 +220,35 @@ class _ToAst(Transformer):
     def input(self, meta, width) -> s.Input:
         return s.Input(self._count(width), span=self._at(meta))
 
+    def input_image(self, meta, channels, height, width) -> s.ImageInput:
+        sizes = (self._count(channels), self._count(height), self._count(width))
+        return s.ImageInput(*sizes, span=self._at(meta))
+
+    def conv(self, meta, width, *options) -> s.Conv:
+        return s.Conv(self._count(width), options, span=self._at(meta))
+
+    def maxpool(self, meta, kernel, *options) -> s.Pool:
+        return s.Pool("max", self._count(kernel), options, span=self._at(meta))
+
+    def avgpool(self, meta, kernel, *options) -> s.Pool:
+        return s.Pool("avg", self._count(kernel), options, span=self._at(meta))
+
+    def globalpool(self, meta) -> s.GlobalPool:
+        return s.GlobalPool(span=self._at(meta))
+
+    def flatten(self, meta) -> s.Flatten:
+        return s.Flatten(span=self._at(meta))
+
+    def block(self, meta, width, *options) -> s.Block:
+        return s.Block(self._count(width), options, span=self._at(meta))
+
+    def word(self, meta, name) -> s.Option:
+        return s.Option(str(name), span=self._at(meta))
+
+    def setting(self, meta, key, value) -> s.Option:
+        parsed = str(value) if value.type == "NAME" else self._count(value)
+        return s.Option(str(key), parsed, span=self._at(meta))
+
     def dense(self, meta, width) -> s.Dense:
         return s.Dense(self._count(width), span=self._at(meta))
 

@@ -24,6 +24,15 @@ ELEMENTWISE = ("abs", "cos", "exp", "relu", "sigmoid", "sin", "tanh")
 CP_NAME = "cp"
 #: Activations a dense layer may apply after its aggregation.
 ACTIVATIONS = ("gelu", "identity", "relu", "sigmoid", "silu", "tanh")
+#: Pooling kinds: `maxpool K`, `avgpool K`.
+POOLS = ("avg", "max")
+#: A layer's bare word that asks for BatchNorm.
+BN_WORD = "bn"
+#: A residual block's word for an ordinary (not task-driven) conv: `first=plain`.
+PLAIN_WORD = "plain"
+#: Largest conv kernel, stride and padding; largest image side.
+MAX_KERNEL = 31
+MAX_SIDE = 65_536
 #: Task kinds of a network.
 TASKS = ("classification", "regression")
 # What a data command or estimator accepts: a spec's task, or `auto` (decided from the target).
@@ -210,8 +219,76 @@ class Task:
     span: Span | None = _span()
 
 
+@dataclass(frozen=True)
+class ImageInput:
+    """`input C x H x W`: the network takes images of C channels, H rows and W columns."""
+
+    channels: int
+    height: int
+    width: int
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a layer: a bare word (`td`, `relu`, `bn`; value None) or `key=value`."""
+
+    key: str
+    value: int | str | None = None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Conv:
+    """`conv O [options]`: a conv layer of O output channels (see `lang.layers`)."""
+
+    width: int
+    options: tuple[Option, ...] = ()
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Pool:
+    """`maxpool K [options]` or `avgpool K [options]`."""
+
+    kind: str
+    kernel: int
+    options: tuple[Option, ...] = ()
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class GlobalPool:
+    """`globalpool`: the average over every position, C x H x W -> C."""
+
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """`flatten`: C x H x W -> C * H * W features."""
+
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Block:
+    """`block O [options]`: a residual basic block of O output channels."""
+
+    width: int
+    options: tuple[Option, ...] = ()
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
 NeuronStmt = Rank | Assign
-NetworkStmt = Input | Dense | Task
+ImageStmt = Conv | Pool | GlobalPool | Flatten | Block
+NetworkStmt = Input | ImageInput | Dense | ImageStmt | Task
 
 
 @dataclass(frozen=True)
@@ -249,8 +326,21 @@ class Network:
 
     @property
     def input_width(self) -> int | None:
+        """The input width of a network of features; None for one of images."""
         inputs = [s.width for s in self.body if isinstance(s, Input)]
         return inputs[0] if inputs else None
+
+    @property
+    def image_input(self) -> ImageInput | None:
+        """`input C x H x W`, or None for a network of features."""
+        inputs = [s for s in self.body if isinstance(s, ImageInput)]
+        return inputs[0] if inputs else None
+
+    @property
+    def stages(self) -> tuple[Dense | ImageStmt, ...]:
+        """Every layer statement in order: dense layers and the image ones."""
+        kinds = (Dense, Conv, Pool, GlobalPool, Flatten, Block)
+        return tuple(s for s in self.body if isinstance(s, kinds))
 
     @property
     def layers(self) -> tuple[Dense, ...]:

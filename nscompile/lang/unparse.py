@@ -61,6 +61,24 @@ class _Statements(Visitor):
     def _visit_Input(self, stmt: s.Input) -> str:
         return f"input {stmt.width}"
 
+    def _visit_ImageInput(self, stmt: s.ImageInput) -> str:
+        return f"input {stmt.channels} x {stmt.height} x {stmt.width}"
+
+    def _visit_Conv(self, stmt: s.Conv) -> str:
+        return _with_options(f"conv {stmt.width}", stmt.options)
+
+    def _visit_Pool(self, stmt: s.Pool) -> str:
+        return _with_options(f"{stmt.kind}pool {stmt.kernel}", stmt.options)
+
+    def _visit_GlobalPool(self, stmt: s.GlobalPool) -> str:
+        return "globalpool"
+
+    def _visit_Flatten(self, stmt: s.Flatten) -> str:
+        return "flatten"
+
+    def _visit_Block(self, stmt: s.Block) -> str:
+        return _with_options(f"block {stmt.width}", stmt.options)
+
     def _visit_Dense(self, stmt: s.Dense) -> str:
         words = ["dense", str(stmt.width), stmt.neuron, stmt.activation]
         return " ".join(word for word in words if word is not None)
@@ -70,6 +88,12 @@ class _Statements(Visitor):
 
 
 _STATEMENTS = _Statements()
+
+
+def _with_options(head: str, options: tuple[s.Option, ...]) -> str:
+    words = [o.key if o.value is None else f"{o.key}={o.value}" for o in options]
+    return " ".join([head, *words])
+
 
 # --- expressions ---------------------------------------------------------------------------
 

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from nscompile.compiler.pipeline import Compiled, compile_text, select_network, to_onnx, to_torch
+from nscompile.compiler.pipeline import (
+    Compiled,
+    compile_text,
+    require_features,
+    select_network,
+    to_onnx,
+    to_torch,
+)
 from nscompile.errors import InputError
 from nscompile.files import write_atomic
 from nscompile.learn.data import Supervised
@@ -78,6 +85,7 @@ def _checked_settings(
 
 def _check_network(net: NetworkIR, data: Supervised) -> None:
     """InputError unless the network's inputs, task and outputs fit the data."""
+    require_features(net, "training")
     width = data.features.shape[1]
     if net.input_width != width:
         text = [
