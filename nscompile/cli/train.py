@@ -14,6 +14,7 @@ from nscompile.cli.data import add_synthetic_options, bounded_int
 from nscompile.errors import InputError
 from nscompile.files import check_writable
 from nscompile.lang.syntax import MAX_ORDER, TASK_CHOICES
+from nscompile.learn.choices import AUGMENTS, BASELINES
 
 FIT_MAX_ORDER = 3
 
@@ -41,9 +42,16 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         "--baseline",
         action="append",
         default=[],
-        choices=("mlp", "mlp-params"),
+        choices=BASELINES,
         help="also train an MLP with the same hidden widths (mlp) or parameter count "
-        "(mlp-params); repeatable",
+        "(mlp-params); for an image network the same network without neurons (plain) or "
+        "with its widths scaled to about the same parameter count (plain-params); repeatable",
+    )
+    parser.add_argument(
+        "--augment",
+        choices=AUGMENTS,
+        default="auto",
+        help="image networks: random crops of the training images (auto = crop), and mirrors",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -101,7 +109,9 @@ def _train(args: argparse.Namespace, spec_text: str, spec_file: str, data, extra
     from nscompile.learn.train import Protocol, train_run
 
     require_matplotlib()
-    protocol = Protocol(epochs=args.epochs, lr=args.lr, patience=args.patience)
+    protocol = Protocol(
+        epochs=args.epochs, lr=args.lr, patience=args.patience, augment=args.augment
+    )
     seeds = tuple(range(args.seed, args.seed + args.seeds))
     models = 1 + len(set(args.baseline))
     bar = Progress(models * len(seeds) * args.epochs, f"train {data.name}")

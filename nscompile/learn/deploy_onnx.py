@@ -91,7 +91,13 @@ def deployable(network: onnx.ModelProto, pre: Preprocess) -> onnx.ModelProto:
     encoded = _encode(nodes, pre)
     mean = nodes.constant(pre.scaler.mean.astype(np.float32))
     std = nodes.constant(pre.scaler.std.astype(np.float32))
-    nodes.node("Div", [nodes.node("Sub", [encoded, mean]), std], output=STANDARDISED)
+    dims = network.graph.input[0].type.tensor_type.shape.dim
+    image = len(dims) == 4  # an image network: the rows are its pixels, channel-major
+    centred = nodes.node("Sub", [encoded, mean])
+    standardised = nodes.node("Div", [centred, std], output=None if image else STANDARDISED)
+    if image:
+        shape = nodes.constant([-1, *(d.dim_value for d in dims[1:])], np.int64)
+        nodes.node("Reshape", [standardised, shape], output=STANDARDISED)
     inner = [_renamed(node) for node in network.graph.node]
     first = len(nodes.nodes)
     _answer(nodes, pre)

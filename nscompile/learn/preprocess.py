@@ -35,14 +35,23 @@ class Scaler:
     target_std: float = 1.0
 
     @staticmethod
-    def fit(features: np.ndarray, target: np.ndarray, task: str) -> Scaler:
-        std = features.std(axis=0)
+    def fit(features: np.ndarray, target: np.ndarray, task: str, channels: int = 0) -> Scaler:
+        """Per column; with `channels` (an image network's C), per channel: the columns are
+        C blocks of pixels, each standardised by its channel's mean and std over every pixel
+        (per pixel, a corner pixel that is dark in all but one training image would scale up
+        by a thousand when it is not)."""
+        if channels:
+            rows = features.reshape(len(features), channels, -1)
+            per_channel = rows.mean(axis=(0, 2)), rows.std(axis=(0, 2))
+            mean, std = (np.repeat(v, rows.shape[2]) for v in per_channel)
+        else:
+            mean, std = features.mean(axis=0), features.std(axis=0)
         std = np.where(std > 1e-12, std, 1.0)
         if task == "regression":
             t_std = float(target.std())
             t_std = t_std if t_std > 1e-12 else 1.0  # as the features: rounding noise is not spread
-            return Scaler(features.mean(axis=0), std, float(target.mean()), t_std)
-        return Scaler(features.mean(axis=0), std)
+            return Scaler(mean, std, float(target.mean()), t_std)
+        return Scaler(mean, std)
 
     def features(self, x: np.ndarray) -> np.ndarray:
         mean, std = self.mean.astype(np.float32), self.std.astype(np.float32)
@@ -73,8 +82,10 @@ class Preprocess:
     labels: tuple[str, ...] | None  # classification: class code -> its label
 
     @staticmethod
-    def fit(data: Supervised, train_rows: np.ndarray) -> Preprocess:
-        scaler = Scaler.fit(data.features[train_rows], data.target[train_rows], data.task)
+    def fit(data: Supervised, train_rows: np.ndarray, channels: int = 0) -> Preprocess:
+        """Fitted on the training rows; `channels`: see `Scaler.fit`."""
+        features, target = data.features[train_rows], data.target[train_rows]
+        scaler = Scaler.fit(features, target, data.task, channels)
         _check_centred(data, scaler)
         return Preprocess(data.task, data.target_name, data.encoding, scaler, data.labels)
 

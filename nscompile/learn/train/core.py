@@ -23,6 +23,7 @@ from torch import nn
 
 from nscompile.compiler import ops
 from nscompile.errors import InputError
+from nscompile.learn.choices import MLP_BASELINES
 from nscompile.learn.probabilities import log_softmax
 from nscompile.learn.train.checkpoint import Optimiser, TrainingState, resume, save_checkpoint
 
@@ -41,9 +42,34 @@ class Protocol:
     patience: int = 20
     test: float = 0.2
     val: float = 0.1
+    #: Training images only (see `augment`): "auto" (= "crop"), "none", "crop", "crop+flip".
+    augment: str = "auto"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def augment(x: torch.Tensor, shape: tuple[int, int, int], mode: str, generator) -> torch.Tensor:  # noqa: ANN001
+    """A batch of image rows (pixels channel-major), each shifted at random: zero-padded by
+    an eighth of its side (4 pixels at 28-32, 1 at 8) and cropped back, the standard random
+    crop; with "crop+flip" also mirrored left-right with probability 1/2 (not the default:
+    a mirrored digit is another symbol). Zero is the training mean, as the rows are
+    standardised. "none" returns `x`."""
+    if mode == "none":
+        return x
+    channels, height, width = shape
+    n = x.shape[0]
+    pad = max(1, round(min(height, width) / 8))
+    padded = nn.functional.pad(x.reshape(n, channels, height, width), (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+    rows = (dy + torch.arange(height))[:, :, None]  # n x H x 1
+    cols = (dx + torch.arange(width))[:, None, :]  # n x 1 x W
+    out = padded[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if mode == "crop+flip":
+        mirror = torch.rand(n, generator=generator) < 0.5
+        out = torch.where(mirror[:, None, None, None], out.flip(3), out)
+    return out.reshape(n, -1)
 
 
 class Diverged(InputError):
@@ -124,21 +150,27 @@ def _train_epoch(
     loss_fn: LossFn,
     opt: Optimiser,
     batch_size: int,
+    mode: str = "none",
 ) -> float | None:
     """One pass over the shuffled training rows; the mean loss, or None when it is not finite.
 
     The losses are summed as a float64 tensor and read once per epoch: no step waits for a
     Python number (on a GPU each `float(loss)` would wait for the device). A non-finite loss
-    makes the sum non-finite, so the epoch that diverged is still the one reported.
+    makes the sum non-finite, so the epoch that diverged is still the one reported. An image
+    network's batches are augmented (`augment`, `mode`).
     """
     x_train, y_train = train
     rows = len(x_train)
     model.train()
     order = torch.randperm(rows, generator=opt.generator)
     total = torch.zeros((), dtype=torch.float64, device=x_train.device)
+    shape = getattr(model, "in_shape", None)  # an image network's (C, H, W)
     for first in range(0, rows, batch_size):
         batch = order[first : first + batch_size]
-        loss = loss_fn(model(x_train[batch]), y_train[batch])
+        inputs = x_train[batch]
+        if shape is not None:
+            inputs = augment(inputs, shape, mode, opt.generator)
+        loss = loss_fn(model(inputs), y_train[batch])
         opt.optimizer.zero_grad()
         loss.backward()
         opt.optimizer.step()
@@ -183,7 +215,8 @@ def fit_seed(
         history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_metric": []}
         progress = TrainingState(history, copy.deepcopy(model.state_dict()))
     while progress.epoch < protocol.epochs and progress.stale < protocol.patience:
-        train_loss = _train_epoch(model, tensors, loss_fn, opt, protocol.batch_size)
+        mode = "crop" if protocol.augment == "auto" else protocol.augment
+        train_loss = _train_epoch(model, tensors, loss_fn, opt, protocol.batch_size, mode)
         scores = metrics(task, predict(model, val[0]), val[1]) if train_loss is not None else None
         if scores is None or not math.isfinite(scores["loss"]):
             model.load_state_dict(progress.best_state)
@@ -277,9 +310,15 @@ def run_models(
     """The spec's network (from its generated `module`) and the baselines asked for: an MLP of
     the same hidden widths (`mlp`) or of about the same parameter count (`mlp-params`), with the
     network's activations. Seeds torch's global generator (0) to count the parameters."""
-    outputs = net.layers[-1].out_features
-    hidden = [layer.out_features for layer in net.layers[:-1]]
-    activations = [layer.activation for layer in net.layers[:-1]]
+    outputs = net.out_features
+    dense = [layer for layer in net.layers if hasattr(layer, "out_features")]
+    hidden = [layer.out_features for layer in dense[:-1]]
+    activations = [layer.activation for layer in dense[:-1]]
+    if net.image is not None and set(MLP_BASELINES) & set(baselines):
+        raise InputError(
+            f"network '{net.name}' takes images: an MLP on its pixels is no baseline for it",
+            hint="compare it with --baseline plain (the same convs, no neurons) and plain-params",
+        )
     torch.manual_seed(0)
     spec_params = parameter_count(module.build(net.name))
     factories: dict[str, Callable[[], nn.Module]] = {"spec": lambda: module.build(net.name)}
@@ -288,6 +327,7 @@ def run_models(
         widths["mlp"] = hidden
     if "mlp-params" in baselines:
         widths["mlp-params"] = matched_widths(width, hidden, outputs, spec_params)
-    for name in baselines:
-        factories[name] = lambda w=widths[name]: MLP(width, w, outputs, task, activations)
-    return RunModels(factories, widths, activations)
+    for name in MLP_BASELINES:
+        if name in baselines:
+            factories[name] = lambda w=widths[name]: MLP(width, w, outputs, task, activations)
+    return RunModels(factories, widths, activations)  # the image baselines: see train.plain

@@ -27,13 +27,13 @@ import torch
 from nscompile.compiler.pipeline import (
     Compiled,
     compile_text,
-    require_features,
     select_network,
     to_onnx,
     to_torch,
 )
 from nscompile.errors import InputError
 from nscompile.files import write_atomic
+from nscompile.learn.choices import BASELINES, IMAGE_BASELINES
 from nscompile.learn.data import Supervised
 from nscompile.learn.deploy_onnx import deployable
 from nscompile.learn.loader import load_source
@@ -50,13 +50,13 @@ from nscompile.learn.train.core import (
     predict,
     run_models,
 )
+from nscompile.learn.train.plain import plain_baseline
 from nscompile.learn.train.record import FORMAT, Trained, run_metrics
 from nscompile.learn.train.split import Split, split_rows
 
 if TYPE_CHECKING:
     from nscompile.compiler.ir import NetworkIR
 
-BASELINES = ("mlp", "mlp-params")
 
 # progress(model, seed, epoch, epochs); hook(model, seed, epoch) runs after each saved epoch.
 ProgressFn = Callable[[str, int, int, int], None]
@@ -85,8 +85,14 @@ def _checked_settings(
 
 def _check_network(net: NetworkIR, data: Supervised) -> None:
     """InputError unless the network's inputs, task and outputs fit the data."""
-    require_features(net, "training")
     width = data.features.shape[1]
+    if net.image is not None and net.input_width != width:
+        shape = " x ".join(str(n) for n in net.image)
+        raise InputError(
+            f"the spec's network '{net.name}' takes images of {shape} ({net.input_width} "
+            f"pixels); {data.name} gives {width} inputs per row",
+            hint="write the data's image size in `input C x H x W`",
+        )
     if net.input_width != width:
         text = [
             f"'{n}' {len(c)}"
@@ -113,6 +119,26 @@ def _check_network(net: NetworkIR, data: Supervised) -> None:
             f"network '{net.name}' has {outputs} outputs; "
             f"the target '{data.target_name}' of {data.name} has {data.classes} classes"
         )
+
+
+def _with_image_baselines(
+    models: RunModels, compiled: Compiled, net: NetworkIR, baselines: list[str]
+) -> RunModels:
+    """`models` with the plain baselines (`plain`) built from the spec."""
+    if net.image is not None:  # the widths of its conv layers, blocks and hidden dense layers
+        sizes = [
+            getattr(layer, "out_channels", getattr(layer, "out_features", 0))
+            for layer in net.layers
+        ]
+        models.widths["spec"] = [n for n in sizes[:-1] if n]
+    torch.manual_seed(0)
+    spec_params = parameter_count(models.factories["spec"]())
+    for name in baselines:
+        if name in IMAGE_BASELINES:
+            target = spec_params if name == "plain-params" else None
+            factory, widths = plain_baseline(compiled.spec, net.name, target)
+            models.factories[name], models.widths[name] = factory, widths
+    return models
 
 
 def _standardised(data: Supervised, split: Split, scaler: Scaler) -> dict[str, Part]:
@@ -233,13 +259,14 @@ def _export(
 
 
 def _splits_and_preprocessing(
-    data: Supervised, seeds: list[int], protocol: Protocol
+    data: Supervised, seeds: list[int], protocol: Protocol, channels: int = 0
 ) -> dict[int, tuple[Split, Preprocess]]:
-    """Each seed's split and the preprocessing fitted on its training rows."""
+    """Each seed's split and the preprocessing fitted on its training rows (an image
+    network's `channels` standardised per channel)."""
     fitted: dict[int, tuple[Split, Preprocess]] = {}
     for seed in seeds:
         split = split_rows(data.target, data.task, seed, protocol.test, protocol.val)
-        fitted[seed] = (split, Preprocess.fit(data, split.train))
+        fitted[seed] = (split, Preprocess.fit(data, split.train, channels))
     return fitted
 
 
@@ -279,13 +306,15 @@ def train_run(
         "baselines": baseline_list,
     }
     # Bad data fails here, before the run directory exists.
-    fitted = _splits_and_preprocessing(data, seed_list, protocol)
+    channels = net.image[0] if net.image else 0
+    fitted = _splits_and_preprocessing(data, seed_list, protocol, channels)
     work = rundir.prepare(run_dir, identity, overwrite, resume)
     source = to_torch(compiled)
     write_atomic(work / "model.py", source)
     for name, text in (extra_files or {}).items():
         write_atomic(work / name, text)
     models = run_models(load_source(source), net, data.task, data.features.shape[1], baseline_list)
+    models = _with_image_baselines(models, compiled, net, baseline_list)
 
     start = time.perf_counter()
     checkpoints = work / rundir.CHECKPOINTS
