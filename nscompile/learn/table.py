@@ -1,11 +1,13 @@
 """A table: named columns, float64 arrays for numbers and arrays of str for text.
 
 Tables come from `nscompile.learn.data` (files and bundled datasets); every numeric cell is
-checked (`check_cells`) before a model sees it.
+checked (`check_cells`) before a model sees it. A table of images (`nscompile.learn.images`) says
+its image shape in `image`: its first C*H*W columns are the pixels in channel-major order.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,7 @@ class Table:
     name: str
     columns: tuple[str, ...]
     cells: tuple[np.ndarray, ...]
+    image: tuple[int, int, int] | None = None  # (C, H, W) of a table of images: columns p0, p1...
 
     @property
     def rows(self) -> int:
@@ -49,15 +52,19 @@ class Table:
         return self.cells[self.columns.index(name)]
 
     def without(self, name: str) -> Table:
-        """The table without column `name`."""
+        """The table without column `name` (an image shape stays unless a pixel goes)."""
         index = self.columns.index(name)
         keep = [i for i in range(len(self.columns)) if i != index]
+        image = self.image if self.image is None or index >= math.prod(self.image) else None
         return Table(
-            self.name, tuple(self.columns[i] for i in keep), tuple(self.cells[i] for i in keep)
+            self.name,
+            tuple(self.columns[i] for i in keep),
+            tuple(self.cells[i] for i in keep),
+            image,
         )
 
     def take(self, rows: np.ndarray) -> Table:
-        return Table(self.name, self.columns, tuple(c[rows] for c in self.cells))
+        return Table(self.name, self.columns, tuple(c[rows] for c in self.cells), self.image)
 
 
 def numeric_table(name: str, columns: tuple[str, ...], values: np.ndarray) -> Table:
