@@ -8,6 +8,8 @@ initialisation without NaN.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import compile_and_import, relative_error
@@ -189,3 +191,16 @@ def test_a_20_layer_task_driven_resnet_trains_from_its_initialisation():
         losses.append(float(loss.detach()))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("name", ["digits", "resnet18"])
+def test_the_image_examples_compile_build_and_run(name):
+    path = Path(__file__).resolve().parent.parent / "examples" / "images" / f"{name}.ns"
+    compiled, module = compile_and_import(path.read_text(encoding="utf-8"), path.name)
+    network = compiled.optimized.networks[0]
+    model = module.build().eval()
+    count = sum(p.numel() for p in model.parameters())
+    assert count == compiled.optimized.parameter_count(network)
+    with torch.no_grad():
+        out = model(torch.randn(2, *network.image))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
