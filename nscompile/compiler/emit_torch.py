@@ -94,12 +94,7 @@ def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[st
             lo = "" if start == 0 else _size_code(start)
             stored[product_factors(term)[1][1]] = f"self.{group.name}[{lo}:{_size_code(stop)}]"
     printer = TorchPrinter({p.symbol for p in neuron.params}, accumulate, stored)
-    partitions = column_partitions(neuron)
-    body = []
-    for target, expr in neuron.assignments:
-        body.append(f"{printer.local(target)} = {printer(expr)}")
-        if target in partitions:
-            body.append(printer.split(target, partitions[target]))
+    body = _body(printer, neuron.assignments, column_partitions(neuron))
     return {
         "class_name": class_name,
         "name": neuron.name,
@@ -130,12 +125,7 @@ def _conv_view(neuron: NeuronIR, class_name: str) -> dict[str, object]:
     # into the convs that read it: a conv's input is printed, never its patches.
     patches = {t: e for t, e in neuron.assignments if isinstance(e, Patches)}
     assignments = [(t, e.xreplace(patches)) for t, e in neuron.assignments if t not in patches]
-    partitions = column_partitions(neuron)
-    body = []
-    for target, expr in assignments:
-        body.append(f"{printer.local(target)} = {printer(expr)}")
-        if target in partitions:
-            body.append(printer.split(target, partitions[target]))
+    body = _body(printer, assignments, column_partitions(neuron))
     return {
         "class_name": class_name,
         "name": neuron.name,
@@ -146,6 +136,16 @@ def _conv_view(neuron: NeuronIR, class_name: str) -> dict[str, object]:
         "body": body,
         "result": printer(neuron.output.xreplace(patches)),
     }
+
+
+def _body(printer: TorchPrinter, assignments: Iterable, partitions: dict) -> list[str]:
+    """The forward's statements: each assignment, and the split of a partitioned one."""
+    body = []
+    for target, expr in assignments:
+        body.append(f"{printer.local(target)} = {printer(expr)}")
+        if target in partitions:
+            body.append(printer.split(target, partitions[target]))
+    return body
 
 
 def _network_view(
