@@ -13,11 +13,12 @@ import pytest
 import torch
 from helpers import term_gradients
 
+from nscompile.bench.conv import conv_sites
 from nscompile.bench.run import run_bench
 from nscompile.bench.settings import MAX_BATCH, Settings, parse_batches
 from nscompile.bench.tnlearn_notation import tnlearn_formula
 from nscompile.cli.main import main
-from nscompile.compiler.flops import forward_flops
+from nscompile.compiler.flops import conv_forward_flops, forward_flops
 from nscompile.compiler.pipeline import compile_file, compile_text, to_torch, to_torch_unfused
 from nscompile.errors import InputError
 from nscompile.learn.loader import load_file
@@ -25,7 +26,17 @@ from nscompile.learn.loader import load_file
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.ns"))
 TD = ROOT / "examples" / "td.ns"
-QUICK = Settings(batches=(1, 8), reps=1, warmup=1, min_rep_s=0.0, max_inner=1, compile_reps=1)
+# aot_eager: the torch.compile peer's code path without inductor's C++ compile (seconds each).
+QUICK = Settings(
+    batches=(1, 8),
+    reps=1,
+    warmup=1,
+    min_rep_s=0.0,
+    max_inner=1,
+    compile_reps=1,
+    conv_batches=(2,),
+    torch_compile="aot_eager",
+)
 
 
 def _modules(example: Path, tmp_path: Path) -> tuple[object, object]:
@@ -144,6 +155,7 @@ def test_cli_table_json_and_plot(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "nscompile", "bench", str(ROOT / "examples" / "quadratic.ns"),
             "--batch", "1,4", "--reps", "1", "--json", str(out), "--plot", str(png),
+            "--torch-compile", "aot_eager",
         ],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -202,7 +214,10 @@ def test_bench_all_script_writes_one_report(tmp_path: Path) -> None:
     shutil.copy(ROOT / "examples" / "quadratic.ns", examples)
     out = tmp_path / "report"
     result = subprocess.run(
-        ["bash", str(examples / "bench_all.sh"), str(out), "--batch", "2", "--reps", "1"],
+        [
+            "bash", str(examples / "bench_all.sh"), str(out), "--batch", "2", "--reps", "1",
+            "--torch-compile", "off",
+        ],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -245,3 +260,134 @@ def test_generated_layers_train_under_autocast(example: Path, rows: int, tmp_pat
         full = model(x)
     error = (low.detach().float() - full).abs().max()
     assert float(error) <= 0.05 * float(full.abs().max())
+
+
+# ------------------------------------------------------------------------------ conv layers
+
+CONV_BENCH = ROOT / "examples" / "bench" / "conv.ns"
+TINY_IMAGES = """
+neuron td {
+    rank 2
+    y = <w1, x> + <w2, x**2> + cp(x, 2) + b
+}
+network tiny {
+    input 3 x 8 x 8
+    conv 4 td relu bn
+    conv 4 td relu          # the same neuron, widths and input size as layer1: benched once
+    block 6 td stride=2
+    globalpool
+    dense 2
+    task classification
+}
+"""
+PEERS = ("generated", "unfused", "torch.compile", "nn.Conv2d")
+
+
+def test_conv_bench_spec_is_not_a_golden_example() -> None:
+    assert CONV_BENCH.exists() and CONV_BENCH not in EXAMPLES  # examples/*.ns only
+
+
+def test_conv_sites_follow_the_shapes_through_strides_and_blocks() -> None:
+    network = compile_text(TINY_IMAGES).optimized.networks[0]
+    sites = [
+        (s.key, s.in_channels, s.out_channels, s.stride, s.height, s.out_hw)
+        for s in conv_sites(network)
+    ]
+    assert sites == [
+        ("layer1", 3, 4, 1, 8, (8, 8)),
+        ("layer2", 4, 4, 1, 8, (8, 8)),
+        ("layer3.conv1", 4, 6, 2, 8, (4, 4)),
+        ("layer3.conv2", 6, 6, 1, 4, (4, 4)),
+    ]
+    # layer1 and layer2 differ in their input channels; a repeated layer is benched once
+    twice = TINY_IMAGES.replace("block 6 td stride=2", "conv 4 td relu")
+    keys = [s.key for s in conv_sites(compile_text(twice).optimized.networks[0])]
+    assert keys == ["layer1", "layer2"]
+
+
+def test_conv_flop_count_of_the_td_layer() -> None:
+    """Per output position: two 3x3 convs 64 -> 64 (x, x**2), the 1x1 conv to 5 x 8 factor
+    channels, the 3x3 conv of the 16 product channels, x**2, the products, the sum, the bias."""
+    neuron = compile_file(str(CONV_BENCH)).optimized.conv_neurons[0]
+    p, c, o, k = 10, 64, 64, 3
+    convs = 2 * (2 * p * c * k * k * o) + 2 * p * c * 40 + 2 * p * 16 * k * k * o
+    elementwise = p * c + p * 8 + 2 * p * 8
+    got = conv_forward_flops(neuron, p, p, c, o, k)
+    assert convs + elementwise <= got <= convs + elementwise + 4 * p * o  # + sum and bias
+
+
+def test_report_of_an_image_network(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.ns"
+    spec.write_text(TINY_IMAGES)
+    report = run_bench(str(spec), QUICK, log=lambda _: None)
+    json.loads(json.dumps(report))  # JSON-ready
+    convs = [x for x in report["layers"] if x.get("kind") == "conv"]
+    assert [x["layer"] for x in convs] == ["layer1", "layer2", "layer3.conv1", "layer3.conv2"]
+    for layer in convs:
+        assert layer["parity_max_relative_difference"] < 1e-5
+        assert layer["torch_compile_max_relative_difference"] < 1e-5
+        assert set(layer["parameters"]) == {"generated", "unfused", "nn.Conv2d"}
+        assert set(PEERS) <= set(layer["peak_memory"]["bytes"])
+        assert all(v > 0 for v in layer["peak_memory"]["bytes"].values())
+        assert (
+            layer["forward_flops_per_sample"]["generated"]
+            > layer["forward_flops_per_sample"]["nn.Conv2d"]
+        )
+        assert {(r["batch"], r["pass"]) for r in layer["runs"]} == {
+            (2, "forward"),
+            (2, "forward+backward"),
+        }
+        for run in layer["runs"]:
+            assert set(PEERS) <= set(run["seconds"])
+            assert all(np.isfinite(v) and v > 0 for v in run["seconds"].values())
+            assert run["compile_seconds"]["torch.compile"] > 0
+            assert run["flop_predicted_s"] > 0
+            assert "torch.compile" not in run["kernels"]
+    names = [t["target"] for t in report["targets"]]
+    for peer in ("vs unfused", "FLOP-predicted", "vs torch.compile"):
+        assert any("layer3.conv1" in n and peer in n for n in names)
+    # the dense layers gain the torch.compile peer too
+    dense = [x for x in report["layers"] if x.get("kind") != "conv"]
+    assert all("torch.compile" in r["seconds"] for x in dense for r in x["runs"])
+
+
+def test_failing_torch_compile_is_skipped_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Broken(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("InductorError: no working C compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **_: Broken())
+    spec = tmp_path / "tiny.ns"
+    spec.write_text(TINY_IMAGES)
+    report = run_bench(str(spec), QUICK, log=lambda _: None)
+    layer = next(x for x in report["layers"] if x.get("kind") == "conv")
+    assert "no working C compiler" in layer["skipped"]["torch.compile"]
+    assert all("torch.compile" not in r["seconds"] for r in layer["runs"])
+    target = next(t for t in report["targets"] if "vs torch.compile" in t["target"])
+    assert target["met"] is None and "C compiler" in target["skipped"]
+
+
+def test_cli_on_an_image_network(tmp_path: Path) -> None:
+    spec, out = tmp_path / "tiny.ns", tmp_path / "bench.json"
+    spec.write_text(TINY_IMAGES)
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "nscompile", "bench", str(spec), "--batch", "2", "--reps", "1",
+            "--torch-compile", "aot_eager", "--json", str(out),
+        ],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for text in (
+        "layer3.conv2",
+        "torch.compile",
+        "nn.Conv2d",
+        "FLOP-predicted",
+        "kept for backward",
+    ):
+        assert text in result.stdout
+    report = json.loads(out.read_text())
+    assert report["settings"]["conv_batches"] == [2]
+    assert any(x.get("kind") == "conv" for x in report["layers"])

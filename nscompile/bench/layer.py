@@ -1,5 +1,6 @@
-"""One neuron layer timed beside its alternatives (unfused, nn.Linear, tnlearn, onnxruntime), its
-parameters, peak memory and FLOPs: one entry of `nscompile bench`'s report."""
+"""One neuron layer timed beside its alternatives (unfused, torch.compile of the unfused layer,
+nn.Linear, tnlearn, onnxruntime), its parameters, peak memory and FLOPs: one entry of
+`nscompile bench`'s report."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nscompile.bench import timing as benchkit
+from nscompile.bench import peers
 from nscompile.bench.settings import Settings
 from nscompile.bench.tnlearn_notation import tnlearn_formula
 from nscompile.compiler.emit_onnx import emit_onnx
@@ -42,9 +43,14 @@ def bench_layer(
     if parity > 1e-4:
         raise InternalError(f"{layer_key(index)}: the unfused reference differs by {parity:.3g}")
     sessions = _sessions(compiled, layer, modules["generated"], s, work, skipped)
-    runs = _time_batches(modules, sessions, d, s)
-    largest = max(s.batches)
-    x = torch.randn(largest, d, device=device)
+    peers.add_compiled(modules, s, skipped)
+    with peers.recompile_room(2 * len(s.batches) + 2):
+        runs, compiled_parity = peers.time_batches(
+            modules, sessions, (d,), s.batches, s, skipped, _groups
+        )
+        largest = max(s.batches)
+        x = torch.randn(largest, d, device=device)
+        memory = peers.peak_bytes_of_all(modules, x, skipped)
     return {
         "layer": layer_key(index),
         "neuron": layer.neuron,
@@ -53,13 +59,16 @@ def bench_layer(
         "tnlearn_formula": formula,
         "skipped": skipped,
         "parity_max_relative_difference": parity,
-        "parameters": {name: _parameters(m) for name, m in modules.items()},
+        "torch_compile_max_relative_difference": compiled_parity,
+        "parameters": {
+            name: peers.parameters(m) for name, m in modules.items() if name != peers.COMPILED
+        },
         "peak_memory": {
             "batch": largest,
             "kind": "cuda_allocator_peak"
             if s.device == "cuda"
             else "saved_for_backward_plus_output",
-            "bytes": {name: _peak_bytes(m, x) for name, m in modules.items()},
+            "bytes": memory,
         },
         "forward_flops_per_row": {
             "generated": forward_flops(neuron, 1, d, o),
@@ -87,38 +96,6 @@ def _add_peers(
     if "tnlearn" not in modules:
         skipped["tnlearn"] = reason
     return formula
-
-
-def _time_batches(
-    modules: dict[str, nn.Module], sessions: dict[str, Any], d: int, s: Settings
-) -> list[dict[str, Any]]:
-    """Forward and forward+backward medians (and samples) of every contender at every batch."""
-    device = torch.device(s.device)
-    runs: list[dict[str, Any]] = []
-    for batch in s.batches:
-        x = torch.randn(batch, d, device=device)
-        host = x.cpu().numpy()
-        forward = {name: _forward(m, x) for name, m in modules.items()}
-        forward.update({name: _ort(sess, host) for name, sess in sessions.items()})
-        steps = {name: _step(m, x) for name, m in modules.items()}
-        for label, contenders in (("forward", forward), ("forward+backward", steps)):
-            timing: dict[str, dict[str, Any]] = {}
-            for group in _groups(contenders):
-                timing.update(benchkit.measure(group, s.warmup, s.reps, s.min_rep_s, s.max_inner))
-            runs.append(
-                {
-                    "batch": batch,
-                    "pass": label,
-                    "seconds": {k: v["median_s"] for k, v in timing.items()},
-                    "samples": {k: v["samples_s"] for k, v in timing.items()},
-                    "kernels": {
-                        name: benchkit.count_kernels(call)
-                        for name, call in contenders.items()
-                        if name in modules
-                    },
-                }
-            )
-    return runs
 
 
 def _sessions(
@@ -159,21 +136,6 @@ def _sessions(
     return sessions
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _forward(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    def run() -> object:
-        with torch.no_grad():
-            out = module(x)
-        _sync(x.device)
-        return out
-
-    return run
-
-
 def _groups(contenders: dict[str, Callable[[], object]]) -> list[dict[str, Callable[[], object]]]:
     """The torch layers alternate with each other; tnlearn and onnxruntime run apart.
 
@@ -185,62 +147,8 @@ def _groups(contenders: dict[str, Callable[[], object]]) -> list[dict[str, Calla
     return [together, *({k: contenders[k]} for k in contenders if k in alone)]
 
 
-def _ort(session: Any, host: Any) -> Callable[[], object]:
-    return lambda: session.run(host)
-
-
-def _step(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    def run() -> object:
-        module.zero_grad(set_to_none=True)
-        module(x).sum().backward()
-        _sync(x.device)
-        return None
-
-    return run
-
-
 def _parity(generated: nn.Module, reference: nn.Module, width: int, device: torch.device) -> float:
     x = torch.randn(64, width, device=device)
     with torch.no_grad():
         want, got = reference(x), generated(x)
     return float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
-
-
-def _parameters(module: nn.Module) -> dict[str, int]:
-    params = list(module.parameters())
-    return {
-        "count": sum(p.numel() for p in params),
-        "bytes": sum(p.numel() * p.element_size() for p in params),
-    }
-
-
-def _peak_bytes(module: nn.Module, x: torch.Tensor) -> int:
-    """Memory one forward+backward adds at this batch (see the module docstring)."""
-    module.zero_grad(set_to_none=True)
-    if x.device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        module(x).sum().backward()
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-        module.zero_grad(set_to_none=True)
-        return int(peak)
-    owned = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    owned.add(x.untyped_storage().data_ptr())
-    saved: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in owned:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        out = module(x)
-    saved.setdefault(out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
-    del out
-    return int(sum(saved.values()))
-
-
-# -------------------------------------------------------------------------------- targets

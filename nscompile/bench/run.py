@@ -8,12 +8,20 @@ network at its widths and every batch size, forward and forward+backward of:
 - `unfused`: the same spec compiled without fusion or CSE and summed term by term
   (`pipeline.to_torch_unfused`): one matrix product per projection, products term by term, the
   same parameters (checked to compute the same function with the same weights);
+- `torch.compile`: `torch.compile` of the unfused layer, the peer a user would pick instead of
+  nscompile (one graph per batch and pass; its first calls timed apart as its compile time;
+  skipped with the reason where it fails, or with `--torch-compile off`);
 - `nn.Linear`: a plain linear layer of the same widths, the floor;
 - `tnlearn`: tnlearn's `TNLinear` for the nearest formula in its notation (`cp(x, k)` becomes
   one rank-1 product `<u1, x>*...*<uk, x>` per unit, the cheaper of the two interaction forms of
   the public NeuronSeek code), when tnlearn is installed;
 - `onnxruntime-cpu` / `onnxruntime-cuda` (forward only): the layer as an ONNX graph, numpy in and
   out, CUDA only when onnxruntime really loaded its CUDA provider.
+
+For an image network, every distinct task-driven conv layer (blocks' convs included) at its
+channels, kernel, stride, padding and input size, at `Settings.conv_batches`: generated,
+unfused, `torch.compile` of the unfused layer and `nn.Conv2d`, whose rate gives the time
+predicted from the layer's FLOP count (see `nscompile.bench.conv`).
 
 Figures are medians after warm-up. The torch layers alternate inside each repetition; tnlearn
 and onnxruntime (its idle threads not spinning) are timed apart, because interleaved they slow
@@ -35,16 +43,15 @@ import torch
 from torch import nn
 
 from nscompile.bench import timing as benchkit
+from nscompile.bench.conv import CONV, bench_conv_layer, conv_modules, conv_sites
 from nscompile.bench.layer import bench_layer
+from nscompile.bench.peers import COMPILED
 from nscompile.bench.settings import Settings, check_device
 from nscompile.compiler.emit_torch import emit_torch
-from nscompile.compiler.ir import (
-    NetworkIR,
-)
+from nscompile.compiler.ir import LayerIR, NetworkIR
 from nscompile.compiler.pipeline import (
     Compiled,
     compile_text,
-    require_features,
     select_network,
     to_onnx,
     to_torch_unfused,
@@ -53,7 +60,17 @@ from nscompile.lang.naming import layer_key
 from nscompile.lang.source import read_source
 from nscompile.learn.loader import load_file
 
-TARGETS = {"tnlearn": 20.0, "unfused": 1.5, "flop_model": 2.0, "export": 10.0}
+TARGETS = {
+    "tnlearn": 20.0,
+    "unfused": 1.5,
+    "flop_model": 2.0,
+    "export": 10.0,
+    "conv_unfused": 1.3,
+    "conv_flop_model": 1.5,
+    "conv_torch_compile": 1.1,
+}
+#: The batch at which conv layers' targets are checked (else the largest measured).
+CONV_TARGET_BATCH = 64
 
 
 def run_bench(
@@ -67,12 +84,13 @@ def run_bench(
     source = read_source(path)
     compiled = compile_text(source, path)
     network = select_network(compiled, network_name)
-    require_features(network, "a benchmark")
     report: dict[str, Any] = {
         "spec": path,
         "network": network.name,
         "settings": {
             "batches": list(settings.batches),
+            "conv_batches": list(settings.conv_batches),
+            "torch_compile": settings.torch_compile,
             "device": settings.device,
             "reps": settings.reps,
             "warmup": settings.warmup,
@@ -93,6 +111,8 @@ def run_bench(
         report["layers"] = []
         seen: set[tuple[str, int, int]] = set()
         for index, layer in enumerate(network.layers, start=1):
+            if not isinstance(layer, LayerIR):
+                continue
             key = (layer.neuron or "", layer.in_features, layer.out_features)
             if layer.neuron is None or key in seen:
                 continue
@@ -105,6 +125,17 @@ def run_bench(
             }
             report["layers"].append(
                 bench_layer(compiled, neuron, layer, index, layers, settings, work)
+            )
+        for site in conv_sites(network):
+            oh, ow = site.out_hw
+            log(
+                f"{site.key}: {site.neuron} conv {site.in_channels} -> {site.out_channels}, "
+                f"k{site.kernel} s{site.stride} p{site.padding}, "
+                f"{site.height} x {site.width} -> {oh} x {ow}"
+            )
+            neuron = next(n for n in compiled.optimized.conv_neurons if n.name == site.neuron)
+            report["layers"].append(
+                bench_conv_layer(neuron, site, conv_modules(site, model, reference), settings)
             )
     report["targets"] = targets(report)
     return report
@@ -166,6 +197,9 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
     for layer in report["layers"]:
+        if layer.get("kind") == "conv":
+            out += _conv_targets(layer)
+            continue
         largest = max(run["batch"] for run in layer["runs"])
         forward = next(
             r for r in layer["runs"] if r["batch"] == largest and r["pass"] == "forward"
@@ -196,6 +230,47 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 at_most=True,
             )
         )
+    return out
+
+
+def _conv_targets(layer: dict[str, Any]) -> list[dict[str, Any]]:
+    """At batch 64 (else the largest): forward and forward+backward against the unfused layer
+    and the FLOP-predicted time, forward against torch.compile of the unfused layer."""
+    batches = {run["batch"] for run in layer["runs"]}
+    batch = CONV_TARGET_BATCH if CONV_TARGET_BATCH in batches else max(batches)
+    h, w = layer["input_hw"]
+    widths = f"conv {layer['in_features']} -> {layer['out_features']} on {h} x {w}"
+    out: list[dict[str, Any]] = []
+    for run in layer["runs"]:
+        if run["batch"] != batch:
+            continue
+        seconds = run["seconds"]
+        generated = seconds["generated"]
+        name = f"{layer['layer']} ({widths}), batch {batch}, {run['pass']}"
+        out.append(
+            _target(
+                f"{name}: vs unfused", seconds["unfused"] / generated, TARGETS["conv_unfused"], ""
+            )
+        )
+        out.append(
+            _target(
+                f"{name}: time / FLOP-predicted time at the {CONV} rate (at most)",
+                generated / run["flop_predicted_s"],
+                TARGETS["conv_flop_model"],
+                "",
+                at_most=True,
+            )
+        )
+        if run["pass"] == "forward":
+            peer = seconds.get(COMPILED)
+            out.append(
+                _target(
+                    f"{name}: vs {COMPILED}(unfused)",
+                    peer / generated if peer else None,
+                    TARGETS["conv_torch_compile"],
+                    layer["skipped"].get(COMPILED, ""),
+                )
+            )
     return out
 
 

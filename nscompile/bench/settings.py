@@ -8,6 +8,8 @@ from nscompile.bench import timing as benchkit
 from nscompile.errors import InputError
 
 DEVICES = ("cpu", "cuda")
+#: How `nscompile bench` builds its `torch.compile` peer; "off" leaves it out.
+TORCH_COMPILE_BACKENDS = ("inductor", "aot_eager", "off")
 MAX_BATCH = 1_000_000
 
 
@@ -16,6 +18,8 @@ class Settings:
     """What one run measures and how long it tries."""
 
     batches: tuple[int, ...] = (1, 256, 4096)
+    #: The batch sizes of conv layers (images: 4096 of 64 x 32 x 32 would be 1 GiB per input).
+    conv_batches: tuple[int, ...] = (1, 64)
     device: str = "cpu"
     reps: int = 15
     warmup: int = 3
@@ -24,6 +28,8 @@ class Settings:
     compile_reps: int = 5
     export_reps: int = 2
     seed: int = 0
+    #: The backend of the `torch.compile(unfused)` peer (see TORCH_COMPILE_BACKENDS).
+    torch_compile: str = "inductor"
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

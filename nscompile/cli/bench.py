@@ -5,27 +5,50 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from nscompile.cli.data import bounded_int
 from nscompile.files import write_atomic
 
-COLUMNS = ("generated", "unfused", "nn.Linear", "tnlearn", "onnxruntime-cpu", "onnxruntime-cuda")
+COLUMNS = (
+    "generated",
+    "unfused",
+    "torch.compile",
+    "nn.Linear",
+    "nn.Conv2d",
+    "tnlearn",
+    "onnxruntime-cpu",
+    "onnxruntime-cuda",
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench",
-        help="time a compiled spec beside an unfused layer, nn.Linear, tnlearn and onnxruntime",
+        help=(
+            "time a compiled spec beside an unfused layer, torch.compile of it, nn.Linear or "
+            "nn.Conv2d, tnlearn and onnxruntime"
+        ),
         description=(
-            "Measure compile times and, for every neuron layer of the network at its widths, "
+            "Measure compile times and, for every neuron layer (dense, or task-driven conv) of "
+            "the network at its widths, "
             "forward and forward+backward times, parameters and peak memory of the generated "
             "layer beside its alternatives. Ratios are each contender's time over the generated "
             "layer's: above 1, the generated layer is faster."
         ),
     )
     bench.add_argument("spec", help="the .ns file")
-    bench.add_argument("--batch", default="1,256,4096", help="batch sizes (default 1,256,4096)")
+    bench.add_argument(
+        "--batch",
+        help="batch sizes (default 1,256,4096 for dense layers and 1,64 for conv layers)",
+    )
+    bench.add_argument(
+        "--torch-compile",
+        choices=("inductor", "aot_eager", "off"),
+        default="inductor",
+        help="backend of the torch.compile(unfused) peer, or off (default inductor)",
+    )
     bench.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     bench.add_argument("--network", help="the network to measure (default: the only one)")
     bench.add_argument("--json", metavar="FILE", help="write every raw figure here")
@@ -43,7 +66,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from nscompile.bench.run import run_bench
     from nscompile.bench.settings import Settings, check_device, parse_batches
 
-    batches = parse_batches(args.batch)
+    batches = parse_batches(args.batch) if args.batch is not None else None
     check_device(args.device)
     if args.plot:
         from nscompile.learn.plots import require_matplotlib
@@ -51,7 +74,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         require_matplotlib()
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = Settings(batches=batches, device=args.device, reps=args.reps)
+    settings = Settings(device=args.device, reps=args.reps, torch_compile=args.torch_compile)
+    if batches is not None:
+        settings = replace(settings, batches=batches, conv_batches=batches)
     report = run_bench(
         args.spec, settings, args.network, log=lambda line: print(line, file=sys.stderr)
     )
@@ -72,7 +97,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"nscompile bench {report['spec']}: network {report['network']}, {settings['device']}, "
         f"torch {machine['torch']} ({machine['torch_num_threads']} threads), "
-        f"onnxruntime {machine['onnxruntime']}, tnlearn {machine['tnlearn']}",
+        f"onnxruntime {machine['onnxruntime']}, tnlearn {machine['tnlearn']}, "
+        f"torch.compile {settings.get('torch_compile', 'inductor')}",
         f"median of {settings['reps']} repetitions after {settings['warmup']} warm-up calls; "
         "(Nx) = that contender's time / the generated layer's",
         "",
@@ -114,16 +140,30 @@ def render(report: dict[str, Any]) -> str:
 def _layer_lines(layer: dict[str, Any]) -> list[str]:
     present = {k for run in layer["runs"] for k in run["seconds"]}
     columns = [c for c in COLUMNS if c in present or c in layer["skipped"]]
-    lines = [
-        f"{layer['layer']}: neuron {layer['neuron']}, {layer['in_features']} -> "
-        f"{layer['out_features']}; ms per call",
-        f"  {'batch':>7}  {'pass':<17}" + "".join(f"{c:>19}" for c in columns),
-    ]
+    conv = layer.get("kind") == "conv"
+    if conv:
+        (h, w), (oh, ow) = layer["input_hw"], layer["output_hw"]
+        title = (
+            f"{layer['layer']}: neuron {layer['neuron']}, conv {layer['in_features']} -> "
+            f"{layer['out_features']}, kernel {layer['kernel']}, stride {layer['stride']}, "
+            f"padding {layer['padding']}, {h} x {w} -> {oh} x {ow}; ms per call"
+        )
+        columns.append("FLOP-predicted")
+    else:
+        title = (
+            f"{layer['layer']}: neuron {layer['neuron']}, {layer['in_features']} -> "
+            f"{layer['out_features']}; ms per call"
+        )
+    lines = [title, f"  {'batch':>7}  {'pass':<17}" + "".join(f"{c:>19}" for c in columns)]
     for run in layer["runs"]:
         base = run["seconds"]["generated"]
         cells = []
         for column in columns:
             seconds = run["seconds"].get(column)
+            if column == "FLOP-predicted":
+                seconds = run["flop_predicted_s"]  # (Nx): the generated layer's / this
+                cells.append(f"{seconds * 1e3:.4f} ({base / seconds:.2f}x)")
+                continue
             if seconds is None:
                 cells.append("skipped" if column in layer["skipped"] else "-")
             elif column == "generated":
@@ -131,6 +171,23 @@ def _layer_lines(layer: dict[str, Any]) -> list[str]:
             else:
                 cells.append(f"{seconds * 1e3:.4f} ({seconds / base:.2f}x)")
         lines.append(f"  {run['batch']:>7}  {run['pass']:<17}" + "".join(f"{c:>19}" for c in cells))
+    if conv:
+        lines.append(
+            "  FLOP-predicted: the layer's FLOPs at the same run's nn.Conv2d rate; (Nx) = the "
+            "generated layer's time / it"
+        )
+    first = [
+        f"batch {r['batch']} {r['pass']} {r['compile_seconds']['torch.compile']:.2f}"
+        for r in layer["runs"]
+        if "torch.compile" in r.get("compile_seconds", {})
+    ]
+    if first:
+        lines.append("  torch.compile first call (compile + one run), s: " + ", ".join(first))
+    if layer.get("torch_compile_max_relative_difference") is not None:
+        lines.append(
+            "  torch.compile vs unfused, largest relative difference: "
+            f"{layer['torch_compile_max_relative_difference']:.2g}"
+        )
     lines.append("  operators per call (forward / forward+backward; views not counted):")
     for batch in sorted({run["batch"] for run in layer["runs"]}):
         counts = {r["pass"]: r.get("kernels", {}) for r in layer["runs"] if r["batch"] == batch}
@@ -148,11 +205,18 @@ def _layer_lines(layer: dict[str, Any]) -> list[str]:
         f"  forward+backward memory at batch {peak['batch']} ({kind}): "
         + ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in peak["bytes"].items())
     )
-    flops = layer["forward_flops_per_row"]
-    lines.append(
-        f"  forward FLOPs per row: generated {flops['generated']:,}, "
-        f"nn.Linear {flops['nn.Linear']:,}"
-    )
+    if conv:
+        flops = layer["forward_flops_per_sample"]
+        lines.append(
+            f"  forward FLOPs per image: generated {flops['generated']:,}, "
+            f"nn.Conv2d {flops['nn.Conv2d']:,} ({flops['generated'] / flops['nn.Conv2d']:.2f}x)"
+        )
+    else:
+        flops = layer["forward_flops_per_row"]
+        lines.append(
+            f"  forward FLOPs per row: generated {flops['generated']:,}, "
+            f"nn.Linear {flops['nn.Linear']:,}"
+        )
     if layer.get("tnlearn_formula"):
         lines.append(f"  tnlearn formula: {layer['tnlearn_formula']}")
     for name, reason in layer["skipped"].items():

@@ -1,7 +1,10 @@
 """The cost model of `nscompile bench`: an optimised neuron layer -> its forward FLOPs.
 
 A product (m x k)(k x n) counts 2mkn; every elementwise operation one per element (a power k
-as k - 1 multiplications); concatenations, slices, transposes and leaves nothing.
+as k - 1 multiplications); concatenations, slices, transposes and leaves nothing. In a conv
+layer's IR a matrix is a feature map (positions x channels): `Patches(a) * W.T`, a k x k conv,
+counts 2 * output positions * (in * k * k) * out, and whatever is computed under `Patches` (the
+1 x 1 convs, powers and products the k x k convs read) counts at the input's positions.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from sympy import (
 from nscompile.compiler.ir import (
     BATCH,
     IN,
+    KERNEL,
     OUT,
     Apply,
     NeuronIR,
+    Patches,
     product_factors,
 )
 from nscompile.visitor import Visitor
@@ -32,14 +37,50 @@ def forward_flops(neuron: NeuronIR, batch: int, in_features: int, out_features: 
     return sum(counter.total(e) for e in [e for _, e in neuron.assignments] + [neuron.output])
 
 
-class _Flops(Visitor):
-    """An IR node -> the FLOPs of the node itself, its operands not included."""
+def conv_forward_flops(
+    neuron: NeuronIR,
+    out_positions: int,
+    in_positions: int,
+    in_channels: int,
+    out_channels: int,
+    kernel: int,
+) -> int:
+    """FLOPs of one forward pass of a conv neuron layer (`ProgramIR.conv_neurons`).
 
-    def __init__(self, dims: dict[sp.Symbol, int]) -> None:
+    `out_positions`: batch * H' * W' of the output, where the k x k convs (`Patches(a) * W.T`)
+    and the sum of the terms are; `in_positions`: batch * H * W of the input, where what those
+    convs read is computed (the same with stride 1 and padding k // 2). An assignment is counted
+    at the input's positions unless it holds a k x k conv.
+    """
+    dims = {IN: in_channels, OUT: out_channels, KERNEL: kernel}
+    inner = _Flops({**dims, BATCH: in_positions})
+    outer = _Flops({**dims, BATCH: out_positions}, inner=inner)
+    at_output: set[sp.Basic] = set()
+    total = 0
+    for target, expr in neuron.assignments:
+        holds_conv = any(
+            isinstance(node, Patches) or node in at_output for node in sp.preorder_traversal(expr)
+        )
+        if holds_conv:
+            at_output.add(target)
+        total += (outer if holds_conv else inner).total(expr)
+    return total + outer.total(neuron.output)
+
+
+class _Flops(Visitor):
+    """An IR node -> the FLOPs of the node itself, its operands not included.
+
+    `inner`: the counter of what lies under a `Patches` (a conv layer's input positions).
+    """
+
+    def __init__(self, dims: dict[sp.Symbol, int], inner: _Flops | None = None) -> None:
         self.dims = dims
+        self.inner = inner
 
     def total(self, expr: MatrixExpr) -> int:
         """The FLOPs of `expr` and of every matrix below it, each occurrence counted."""
+        if isinstance(expr, Patches) and self.inner is not None:
+            return self.inner.total(expr.arg)
         operands = [a for a in expr.args if isinstance(a, MatrixExpr)]
         return self.visit(expr) + sum(self.total(a) for a in operands)
 
