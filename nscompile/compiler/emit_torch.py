@@ -64,7 +64,7 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
         set(names.values()),
     )
     neurons = [_neuron_view(n, names[n.name], accumulate) for n in program.neurons]
-    convs = [_conv_view(n, conv_names[n.name]) for n in program.conv_neurons]
+    convs = [_conv_view(n, conv_names[n.name], accumulate) for n in program.conv_neurons]
     networks = [_network_view(n, names, conv_names) for n in program.networks]
     return env.get_template("module.py.jinja").render(
         version=__version__,
@@ -117,10 +117,10 @@ def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[st
 _POOLS = {"max": "F.max_pool2d", "avg": "F.avg_pool2d"}
 
 
-def _conv_view(neuron: NeuronIR, class_name: str) -> dict[str, object]:
+def _conv_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[str, object]:
     """A conv neuron layer's class: its parameters and forward (`conv_printer`)."""
     biases = {p.symbol for p in neuron.params if p.role == "bias"}
-    printer = ConvPrinter({p.symbol for p in neuron.params}, biases)
+    printer = ConvPrinter({p.symbol for p in neuron.params}, biases, accumulate)
     # A temporary that holds patches on their own (CSE of a shared conv input) is put back
     # into the convs that read it: a conv's input is printed, never its patches.
     patches = {t: e for t, e in neuron.assignments if isinstance(e, Patches)}
