@@ -104,3 +104,13 @@ def test_image_networks_refuse_data_of_another_size_and_mlp_baselines(tmp_path):
         train_run(SPEC, "digits.ns", data, tmp_path / "r", protocol=Protocol(epochs=1),
                   baselines=("mlp",))  # fmt: skip
     assert not (tmp_path / "r").exists()
+
+
+def test_the_deployed_model_refuses_images_of_another_size(run, tmp_path):
+    result, _ = run
+    model = load_run(result.path)
+    for name, images in (("big", np.zeros((2, 28, 28))), ("rgb", np.zeros((2, 3, 8, 8)))):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, images=images.astype(np.float32), labels=np.array([1, 2]))
+        with pytest.raises(InputError, match="holds images of .* pixels.; the model takes 64"):
+            model.predict(str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,15 @@ class Encoding:
         InputError for a missing column, text in a numeric column, or a category the encoding
         has not seen (the row, the value and the known categories are named).
         """
+        image = getattr(table, "image", None)
+        if image is not None and math.prod(image) != len(self.columns):
+            # pixel columns are found by name too: larger images would pass for their corner
+            shape = " x ".join(str(n) for n in image)
+            raise InputError(
+                f"{table.name} holds images of {shape} ({math.prod(image)} pixels); the model "
+                f"takes {len(self.columns)} inputs",
+                hint="give it images of the size and channels it was trained on",
+            )
         parts = []
         for name, categories in zip(self.columns, self.categories, strict=True):
             cells = table.column(name)
