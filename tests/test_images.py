@@ -344,6 +344,18 @@ def test_folder_gray(tmp_path: Path) -> None:
     assert data.labels == ("circle", "square") and data.features.shape == (5, 20)
 
 
+def test_a_folder_of_images_only_is_unlabelled_rows_to_predict(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    save(flat / "b.png", np.full((2, 3), 255))
+    save(flat / "a.png", np.zeros((2, 3)))
+    table = load_table(str(flat))
+    assert table.image == (1, 2, 3) and "label" not in table.columns and table.rows == 2
+    pixels = np.column_stack(table.cells).reshape(2, 2, 3)  # sorted by name: a.png, b.png
+    assert np.array_equal(pixels, np.stack([np.zeros((2, 3)), np.ones((2, 3))]))
+    with pytest.raises(InputError, match="has no labels: 'p5' is one of its pixels"):
+        supervised(table, None, min_rows=2)
+
+
 def test_folder_colour(tmp_path: Path) -> None:
     root = tmp_path / "colour"
     rgb = np.zeros((2, 3, 3), dtype=np.uint8)
@@ -384,10 +396,10 @@ def test_folder_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     refused(empty, "'.*empty' is a directory with nothing in it")
-    flat = tmp_path / "flat"
-    save(flat / "a.png", np.zeros((2, 2)))
-    error = refused(flat, "'.*flat' is a directory with no class subfolders .*'a.png'")
-    assert "one subfolder per class" in (error.hint or "")
+    mixed = tmp_path / "mixed"
+    save(mixed / "a.png", np.zeros((2, 2)))
+    (mixed / "notes.txt").write_text("not an image")
+    refused(mixed, "'.*notes.txt' is not a PNG or JPEG file")
     bare = tmp_path / "bare"
     save(bare / "one" / "a.png", np.zeros((2, 2)))
     (bare / "two").mkdir()

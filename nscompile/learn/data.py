@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,11 @@ def supervised(
         raise InputError(f"unknown task '{task}'", hint=f"one of {', '.join(TASK_CHOICES)}")
     name = target if target is not None else table.columns[-1]
     y = table.column(name)
+    if table.image is not None and table.columns.index(name) < math.prod(table.image):
+        raise InputError(
+            f"{table.name} has no labels: '{name}' is one of its pixels",
+            hint="label the images: one subfolder per class, or an .npz with `labels`",
+        )
     features = table.without(name)
     if not features.columns:
         raise InputError(f"{table.name} has no feature columns besides '{name}'")

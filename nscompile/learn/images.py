@@ -11,7 +11,8 @@
                          ((N,) integers or strings); uint8 pixels / 255, float pixels as stored
     path/to/folder/      one subfolder per class (the class is its name), each holding PNG or
                          JPEG files of one size: grayscale ('L', '1', 'LA' without its alpha) is
-                         one channel, RGB three; palette, RGBA and CMYK images are read as RGB
+                         one channel, RGB three; palette, RGBA and CMYK images are read as RGB;
+                         or images only: unlabelled rows (sorted by file name) to predict
 
 A table has one row per image: pixel columns `p0, p1, ...` in channel-major order (c, h, w), the
 `reshape(-1)` of a (C, H, W) image, as float64, then the column `label`; `Table.image` is
@@ -388,11 +389,7 @@ def read_folder(path: Path) -> Table:
         raise InputError(f"'{path}' is a directory with nothing in it", hint=FOLDER_HINT)
     classes = [e for e in entries if e.is_dir()]
     if not classes:
-        raise InputError(
-            f"'{path}' is a directory with no class subfolders (it holds {len(entries)} "
-            f"file(s), such as '{entries[0].name}')",
-            hint=FOLDER_HINT,
-        )
+        return _unlabelled(path, entries)
     pixels: list[np.ndarray] = []
     labels: list[str] = []
     first: tuple[Path, np.ndarray] | None = None
@@ -421,6 +418,26 @@ def read_folder(path: Path) -> Table:
             pixels.append(image)
             labels.append(folder.name)
     return image_table(str(path), np.stack(pixels), np.array(labels, dtype=object))
+
+
+def _unlabelled(path: Path, files: list[Path]) -> Table:
+    """A folder of images only: a table of their pixels without labels, one row per file in
+    sorted order (to predict with `nscompile run`; training needs labels)."""
+    images: list[np.ndarray] = []
+    for file in files:
+        if file.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(
+                f"'{file}' is not a PNG or JPEG file (by its name)",
+                hint=FOLDER_HINT + " (or only images, unlabelled, to predict)",
+            )
+        image = _read_image(file)
+        if images and image.shape != images[0].shape:
+            raise InputError(
+                _mismatch(file, image, files[0], images[0]), hint="convert them to one first"
+            )
+        images.append(image)
+    table = image_table(str(path), np.stack(images), np.zeros(len(images)))
+    return table.without("label")
 
 
 def _listing(folder: Path) -> list[Path]:
