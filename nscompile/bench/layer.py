@@ -60,16 +60,7 @@ def bench_layer(
         "skipped": skipped,
         "parity_max_relative_difference": parity,
         "torch_compile_max_relative_difference": compiled_parity,
-        "parameters": {
-            name: peers.parameters(m) for name, m in modules.items() if name != peers.COMPILED
-        },
-        "peak_memory": {
-            "batch": largest,
-            "kind": "cuda_allocator_peak"
-            if s.device == "cuda"
-            else "saved_for_backward_plus_output",
-            "bytes": memory,
-        },
+        **peers.sizes(modules, s.device, largest, memory),
         "forward_flops_per_row": {
             "generated": forward_flops(neuron, 1, d, o),
             "nn.Linear": 2 * d * o + o,

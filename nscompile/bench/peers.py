@@ -181,6 +181,16 @@ def parameters(module: nn.Module) -> dict[str, int]:
     }
 
 
+def sizes(modules: dict[str, nn.Module], device: str, batch: int, memory: dict) -> dict:
+    """A report's `parameters` (every contender but the compiled one, which shares the
+    unfused layer's) and `peak_memory` at `batch` (what `peak_bytes` measured)."""
+    kind = "cuda_allocator_peak" if device == "cuda" else "saved_for_backward_plus_output"
+    return {
+        "parameters": {name: parameters(m) for name, m in modules.items() if name != COMPILED},
+        "peak_memory": {"batch": batch, "kind": kind, "bytes": memory},
+    }
+
+
 def peak_bytes(module: nn.Module, x: torch.Tensor) -> int:
     """Memory one forward+backward adds at this batch. CUDA: the allocator's peak above what
     was allocated before. CPU: the bytes of the distinct storages the forward saves for the

@@ -30,7 +30,6 @@ from nscompile.compiler.ir import (
     IN,
     OUT,
     Apply,
-    BlockIR,
     ColumnSlice,
     HStack,
     LayerIR,
@@ -40,6 +39,7 @@ from nscompile.compiler.ir import (
     ProgramIR,
     VStack,
     product_factors,
+    stage_neurons,
 )
 from nscompile.errors import InputError, InternalError
 from nscompile.lang.naming import layer_key
@@ -200,12 +200,9 @@ class GraphBuilder:
             producer_name="nscompile",
             producer_version=__version__,
         )
-        used = _neurons_used(network)
-        described = {n.name: n for n in program.conv_neurons} | {n.name: n for n in program.neurons}
-        order = [n.name for n in program.neurons]
-        order += sorted(name for name in described if name not in order)
+        used = {name for layer in network.layers for name in stage_neurons(layer)}
         formulas = "; ".join(
-            f"{name}: y = {described[name].formula}" for name in order if name in used
+            f"{n.name}: y = {n.formula}" for n in program.neurons if n.name in used
         )
         metadata = {
             "nscompile.version": __version__,
@@ -218,17 +215,6 @@ class GraphBuilder:
         }
         helper.set_model_props(model, metadata)
         return model
-
-
-def _neurons_used(network: NetworkIR) -> set[str]:
-    """The names of the neurons some stage of `network` uses."""
-    used = set()
-    for layer in network.layers:
-        if isinstance(layer, BlockIR):
-            used |= {layer.first, layer.second}
-        else:
-            used.add(getattr(layer, "neuron", None))
-    return {name for name in used if name is not None}
 
 
 class _NeuronLowering(Visitor):

@@ -306,6 +306,26 @@ class NetworkIR:
         assert isinstance(last, LayerIR)  # the checker makes a dense layer the last
         return last.out_features
 
+    @property
+    def widths(self) -> list[int]:
+        """The output width of every dense, conv and block stage, in order (the head last)."""
+        return [
+            layer.out_features if isinstance(layer, LayerIR) else layer.out_channels
+            for layer in self.layers
+            if isinstance(layer, LayerIR | ConvIR | BlockIR)
+        ]
+
+
+def stage_neurons(layer: StageIR) -> tuple[str, ...]:
+    """The neurons a stage uses: a dense or conv layer's own, a block's one or two."""
+    if isinstance(layer, BlockIR):
+        names: tuple[str | None, ...] = (layer.first, layer.second)
+    elif isinstance(layer, LayerIR | ConvIR):
+        names = (layer.neuron,)
+    else:
+        names = ()
+    return tuple(dict.fromkeys(name for name in names if name))
+
 
 @dataclass(frozen=True)
 class ProgramIR:

@@ -37,6 +37,7 @@ from nscompile.compiler.ir import (
     ProgramIR,
     StageIR,
     elementwise,
+    stage_neurons,
 )
 from nscompile.errors import InternalError
 from nscompile.lang import layers as image_layers
@@ -59,18 +60,16 @@ def lower_program(spec: syntax.Spec, source_name: str, source_text: str) -> Prog
     """Checked spec -> ProgramIR with every neuron un-optimised."""
     neurons = tuple(lower_neuron(n) for n in spec.decls if isinstance(n, syntax.Neuron))
     networks = tuple(lower_network(n, spec) for n in spec.decls if isinstance(n, syntax.Network))
-    used = {name for net in networks for layer in net.layers for name in _conv_neurons(layer)}
+    used = {
+        name
+        for net in networks
+        for layer in net.layers
+        if not isinstance(layer, LayerIR)
+        for name in stage_neurons(layer)
+    }
     conv = tuple(lower_neuron(n, conv=True) for n in spec.neurons.values() if n.name in used)
     digest = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
     return ProgramIR(source_name, digest, neurons, networks, conv)
-
-
-def _conv_neurons(layer: StageIR) -> list[str]:
-    if isinstance(layer, ConvIR):
-        return [layer.neuron] if layer.neuron else []
-    if isinstance(layer, BlockIR):
-        return [n for n in (layer.first, layer.second) if n]
-    return []
 
 
 def lower_neuron(neuron: syntax.Neuron, conv: bool = False) -> NeuronIR:

@@ -206,17 +206,6 @@ def select_network(compiled: Compiled, name: str | None) -> NetworkIR:
     return networks[name]
 
 
-def require_features(network: NetworkIR, what: str) -> None:
-    """InputError when `network` takes images: `what` (training, a benchmark) needs features."""
-    if network.image is not None:
-        shape = " x ".join(str(n) for n in network.image)
-        raise InputError(
-            f"network '{network.name}' takes images ({shape}); {what} of image networks is "
-            "not built yet",
-            hint="compile it to PyTorch and ONNX: nscompile SPEC -o model.py --onnx model.onnx",
-        )
-
-
 def _end_of(source: str, file: str) -> Span:
     """Just past the last character of `source`: where a missing declaration would go."""
     lines = source.rstrip().splitlines() or [""]

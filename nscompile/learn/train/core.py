@@ -214,8 +214,8 @@ def fit_seed(
     else:
         history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_metric": []}
         progress = TrainingState(history, copy.deepcopy(model.state_dict()))
+    mode = "crop" if protocol.augment == "auto" else protocol.augment
     while progress.epoch < protocol.epochs and progress.stale < protocol.patience:
-        mode = "crop" if protocol.augment == "auto" else protocol.augment
         train_loss = _train_epoch(model, tensors, loss_fn, opt, protocol.batch_size, mode)
         scores = metrics(task, predict(model, val[0]), val[1]) if train_loss is not None else None
         if scores is None or not math.isfinite(scores["loss"]):

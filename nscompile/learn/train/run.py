@@ -126,11 +126,7 @@ def _with_image_baselines(
 ) -> RunModels:
     """`models` with the plain baselines (`plain`) built from the spec."""
     if net.image is not None:  # the widths of its conv layers, blocks and hidden dense layers
-        sizes = [
-            getattr(layer, "out_channels", getattr(layer, "out_features", 0))
-            for layer in net.layers
-        ]
-        models.widths["spec"] = [n for n in sizes[:-1] if n]
+        models.widths["spec"] = net.widths[:-1]
     torch.manual_seed(0)
     spec_params = parameter_count(models.factories["spec"]())
     for name in baselines:
