@@ -50,6 +50,8 @@ TEMPLATES = [
     "neuron q {{ rank 4  y = {y} }}\nnetwork n {{ input 5  dense 6 q relu  dense 2 }}",
     "neuron q {{ rank 2  y = {y} }}\nnetwork n {{ input 2 x 6 x 6  conv 3 q relu bn  maxpool 2\n"
     "  block 4 q stride=2  globalpool  dense 2 }}",
+    "neuron q {{ rank 2  y = {y} }}\nnetwork n {{ input 2 x 6 x 6  conv 3 q relu bn=terms\n"
+    "  block 4 q stride=2 bn=terms  globalpool  dense 2 }}",
 ]
 TEMPLATE_YS = [
     "<w, x>",
@@ -361,9 +363,13 @@ def injected_names(compiled, source: str) -> set[str]:  # noqa: ANN001
     )
     convs = [n.name for n in program.conv_neurons]
     conv_classes = unique_class_names(convs, dict.fromkeys(convs, "Conv2d"), set(classes.values()))
-    every = program.neurons + program.conv_neurons
+    normed = [n.name for n in program.term_bn_neurons]
+    taken = set(classes.values()) | set(conv_classes.values())
+    normed_classes = unique_class_names(normed, dict.fromkeys(normed, "Conv2dTermBN"), taken)
+    every = program.neurons + program.conv_neurons + program.term_bn_neurons
     params = {p.name for n in every for p in n.params if why_not_allowed(p.name) is None}
-    allowed = _TEMPLATE_WORDS | set(classes.values()) | set(conv_classes.values()) | params
+    norms = {name for n in program.term_bn_neurons for name in n.norms}
+    allowed = _TEMPLATE_WORDS | taken | set(normed_classes.values()) | params | norms
     names = set()
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type == tokenize.NAME and token.string not in allowed:

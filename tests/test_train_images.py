@@ -3,10 +3,13 @@ standardisation, random-crop augmentation, the plain baselines, and the deployed
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from nscompile.compiler.pipeline import compile_text
 from nscompile.errors import InputError
 from nscompile.lang.parser import parse
 from nscompile.lang.unparse import unparse
@@ -16,6 +19,8 @@ from nscompile.learn.preprocess import Scaler
 from nscompile.learn.train import Protocol, train_run
 from nscompile.learn.train.core import augment
 from nscompile.learn.train.plain import plain_spec
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_supervised(source: str):  # noqa: ANN201
@@ -114,3 +119,10 @@ def test_the_deployed_model_refuses_images_of_another_size(run, tmp_path):
         np.savez(path, images=images.astype(np.float32), labels=np.array([1, 2]))
         with pytest.raises(InputError, match="holds images of .* pixels.; the model takes 64"):
             model.predict(str(path))
+
+
+def test_plain_spec_of_per_term_batchnorm_keeps_one_batchnorm_per_conv():
+    spec = parse((ROOT / "examples" / "images" / "neuronseek_conv.ns").read_text())
+    text = unparse(plain_spec(spec, "neuronseek_digits"))
+    assert "conv 16 relu bn  #" in text and "bn=" not in text
+    compile_text(text, "plain.ns")  # the baseline compiles

@@ -60,7 +60,8 @@ def reachable() -> set[type]:
             compiled = compile_text(text, "seed.ns")
         except SpecError:
             continue
-        for neuron in compiled.lowered.neurons + compiled.lowered.conv_neurons:
+        lowered = compiled.lowered
+        for neuron in lowered.neurons + lowered.conv_neurons + lowered.term_bn_neurons:
             found |= _matrix_types(neuron)
             for _, run in PASSES:
                 neuron = run(neuron)

@@ -44,6 +44,7 @@ class ConvSite:
     padding: int
     height: int  # of its input
     width: int
+    term_bn: bool = False  # the `bn=terms` form of the neuron (`TdConv2dTermBN`)
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -55,7 +56,7 @@ class ConvSite:
         """What makes two sites the same benchmark."""
         return (
             self.neuron, self.in_channels, self.out_channels, self.kernel, self.stride,
-            self.padding, self.height, self.width,
+            self.padding, self.height, self.width, self.term_bn,
         )  # fmt: skip
 
 
@@ -84,6 +85,7 @@ def conv_sites(network: NetworkIR) -> list[ConvSite]:
                         stage.padding,
                         h,
                         w,
+                        stage.term_bn,
                     )  # fmt: skip
                 )
             h, w = (_side(n, stage.kernel, stage.stride, stage.padding) for n in (h, w))
@@ -91,7 +93,7 @@ def conv_sites(network: NetworkIR) -> list[ConvSite]:
             key = layer_key(index)
             first = ConvSite(
                 f"{key}.conv1", stage.first or "", stage.in_channels, stage.out_channels,
-                3, stage.stride, 1, h, w,
+                3, stage.stride, 1, h, w, stage.term_bn,
             )  # fmt: skip
             h, w = first.out_hw
             if stage.first is not None:
@@ -108,6 +110,7 @@ def conv_sites(network: NetworkIR) -> list[ConvSite]:
                         1,
                         h,
                         w,
+                        stage.term_bn,
                     )  # fmt: skip
                 )
         elif isinstance(stage, PoolIR):

@@ -103,8 +103,10 @@ def run_bench(
         generated = _build(emit_torch(compiled.optimized), work / "generated.py")
         unfused = _build(to_torch_unfused(compiled), work / "unfused.py")
         torch.manual_seed(settings.seed)
-        model = generated.build(network.name).eval()  # eval for the export; no layer differs
-        reference = unfused.build(network.name)
+        # Both in eval mode, for the export: only a conv layer with a BatchNorm per term
+        # (`bn=terms`) differs between the modes, and it then uses running statistics in both.
+        model = generated.build(network.name).eval()
+        reference = unfused.build(network.name).eval()
         reference.load_state_dict(model.state_dict())
         log(f"compile: {path}")
         report["compile"] = _compile_times(source, path, compiled, network, model, settings)
@@ -133,7 +135,7 @@ def run_bench(
                 f"k{site.kernel} s{site.stride} p{site.padding}, "
                 f"{site.height} x {site.width} -> {oh} x {ow}"
             )
-            neuron = next(n for n in compiled.optimized.conv_neurons if n.name == site.neuron)
+            neuron = compiled.optimized.conv_neuron(site.neuron, site.term_bn)
             report["layers"].append(
                 bench_conv_layer(neuron, site, conv_modules(site, model, reference), settings)
             )

@@ -30,6 +30,7 @@ from nscompile.compiler.ir import (
     IN,
     OUT,
     Apply,
+    BatchNorm,
     ColumnSlice,
     HStack,
     LayerIR,
@@ -284,6 +285,10 @@ class _NeuronLowering(Visitor):
 
     def _visit_Patches(self, node: Patches) -> str:
         # Only a conv-mode neuron's IR has patches; `emit_onnx_conv._ConvLowering` lowers it.
+        raise InternalError(f"{self.neuron.name}: {node} in a dense layer's IR")
+
+    def _visit_BatchNorm(self, node: BatchNorm) -> str:
+        # Only a `bn=terms` conv layer's IR has them; `emit_onnx_conv` folds them.
         raise InternalError(f"{self.neuron.name}: {node} in a dense layer's IR")
 
     def _visit_MatAdd(self, node: MatAdd) -> str:

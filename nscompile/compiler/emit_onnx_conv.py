@@ -11,7 +11,9 @@ the meaning is the generated module's (see `emit_torch`), stage by stage:
   its bias becomes `(bias - mean) * scale + beta`, so no BN node remains. After a task-driven
   layer the neuron is not linear in its weights, so the BN stays a per-channel affine after the
   neuron's sum: one `Mul` by `scale` and one `Add` of `beta - mean * scale`, both (1, C, 1, 1)
-  initializers computed at export time;
+  initializers computed at export time. A layer with a BatchNorm per term (`bn=terms`) folds
+  each term's into that term's last weight where exact and every shift into the bias
+  (`term_bn_fold` says where), else one per-channel `Mul` for that term;
 - pooling is `MaxPool` / `AveragePool` (count_include_pad=1, torch's default), the global
   average one `ReduceMean` over H and W; flatten is `Flatten(axis=1)` (channel-major).
 
@@ -45,6 +47,7 @@ from nscompile.compiler.ir import (
     KERNEL,
     OUT,
     Apply,
+    BatchNorm,
     BlockIR,
     ColumnSlice,
     ConvIR,
@@ -57,6 +60,7 @@ from nscompile.compiler.ir import (
     VStack,
     product_factors,
 )
+from nscompile.compiler.term_bn_fold import FoldPlan, fold_plan
 from nscompile.errors import InternalError
 from nscompile.lang.naming import layer_key
 from nscompile.visitor import Visitor
@@ -94,17 +98,19 @@ def stage_shapes(program: ProgramIR, index: int, stage: ConvStage) -> dict[str, 
     shapes: dict[str, tuple[int, ...]] = {}
     if isinstance(stage, ConvIR):
         prefix = layer_key(index)
-        cin, cout = stage.in_channels, stage.out_channels
-        shapes |= _conv_shapes(program, prefix, stage.neuron, cin, cout, stage.kernel, bias=True)
+        cin, cout, k = stage.in_channels, stage.out_channels, stage.kernel
+        shapes |= _conv_shapes(program, prefix, stage.neuron, cin, cout, k, True, stage.term_bn)
         if stage.bn:
             shapes |= _bn_shapes(f"bn{index}", stage.out_channels)
     elif isinstance(stage, BlockIR):
         prefix, cin, cout = layer_key(index), stage.in_channels, stage.out_channels
-        k = BLOCK_KERNEL
-        shapes |= _conv_shapes(program, f"{prefix}.conv1", stage.first, cin, cout, k, bias=False)
-        shapes |= _bn_shapes(f"{prefix}.bn1", cout)
-        shapes |= _conv_shapes(program, f"{prefix}.conv2", stage.second, cout, cout, k, bias=False)
-        shapes |= _bn_shapes(f"{prefix}.bn2", cout)
+        convs = (("1", stage.first, cin), ("2", stage.second, cout))
+        for n, neuron, inputs in convs:
+            conv = f"{prefix}.conv{n}"
+            k = BLOCK_KERNEL
+            shapes |= _conv_shapes(program, conv, neuron, inputs, cout, k, False, stage.term_bn)
+            if stage.normalised(neuron):
+                shapes |= _bn_shapes(f"{prefix}.bn{n}", cout)
         if stage.projection:
             shapes[f"{prefix}.shortcut.0.weight"] = (cout, cin, 1, 1)
             shapes |= _bn_shapes(f"{prefix}.shortcut.1", cout)
@@ -112,29 +118,33 @@ def stage_shapes(program: ProgramIR, index: int, stage: ConvStage) -> dict[str, 
 
 
 def _conv_shapes(
-    program: ProgramIR, prefix: str, neuron: str | None, cin: int, cout: int, k: int, bias: bool
+    program: ProgramIR,
+    prefix: str,
+    neuron: str | None,
+    cin: int,
+    cout: int,
+    k: int,
+    bias: bool,
+    term_bn: bool = False,
 ) -> dict[str, tuple[int, ...]]:
     if neuron is None:  # nn.Conv2d
         shapes = {f"{prefix}.weight": (cout, cin, k, k)}
         return shapes | ({f"{prefix}.bias": (cout,)} if bias else {})
     dims = {IN: cin, OUT: cout, KERNEL: k}
-    return {
+    ir = program.conv_neuron(neuron, term_bn)
+    shapes = {
         f"{prefix}.{p.name}": tuple(int(sp.sympify(s).subs(dims)) for s in p.shape)
-        for p in _conv_neuron(program, neuron).params
+        for p in ir.params
     }
+    for norm in ir.norms:  # `bn=terms`: the BatchNorm of each term, `layer1.bn_w1.weight`...
+        shapes |= _bn_shapes(f"{prefix}.{norm}", cout)
+    return shapes
 
 
 def _bn_shapes(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
     return {
         f"{prefix}.{key}": (() if key == "num_batches_tracked" else (channels,)) for key in BN_KEYS
     }
-
-
-def _conv_neuron(program: ProgramIR, name: str) -> NeuronIR:
-    for neuron in program.conv_neurons:
-        if neuron.name == name:
-            return neuron
-    raise InternalError(f"no conv-mode IR for neuron '{name}'")
 
 
 # --- stages ------------------------------------------------------------------------------------
@@ -194,7 +204,8 @@ def lower_stage(
     if isinstance(stage, ConvIR):
         geometry = _Geometry(stage.kernel, stage.stride, stage.padding)
         bn = f"bn{index}" if stage.bn else None
-        h = _conv(tensors, program, layer_key(index), stage.neuron, geometry, h, bn, bias=True)
+        h = _conv(tensors, program, layer_key(index), stage.neuron, geometry, h, bn, True,
+                  stage.term_bn)  # fmt: skip
         return ops.ACTIVATIONS[stage.activation].onnx(graph, h)
     if isinstance(stage, BlockIR):
         return _block(tensors, program, layer_key(index), stage, h)
@@ -210,9 +221,13 @@ def _block(tensors: _Tensors, program: ProgramIR, prefix: str, block: BlockIR, h
     graph, act = tensors.graph, ops.ACTIVATIONS[block.activation]
     first = _Geometry(BLOCK_KERNEL, block.stride, 1)
     second = _Geometry(BLOCK_KERNEL, 1, 1)
-    inner = _conv(tensors, program, f"{prefix}.conv1", block.first, first, h, f"{prefix}.bn1")
+    bn1 = f"{prefix}.bn1" if block.normalised(block.first) else None
+    bn2 = f"{prefix}.bn2" if block.normalised(block.second) else None
+    term_bn = block.term_bn
+    inner = _conv(tensors, program, f"{prefix}.conv1", block.first, first, h, bn1, False, term_bn)
     inner = act.onnx(graph, inner)
-    inner = _conv(tensors, program, f"{prefix}.conv2", block.second, second, inner, f"{prefix}.bn2")
+    inner = _conv(tensors, program, f"{prefix}.conv2", block.second, second, inner, bn2, False,
+                  term_bn)  # fmt: skip
     shortcut = h
     if block.projection:
         geometry = _Geometry(1, block.stride, 0)
@@ -231,11 +246,14 @@ def _conv(
     h: str,
     bn: str | None,
     bias: bool = False,
+    term_bn: bool = False,
 ) -> str:
-    """A conv (`prefix` names its module) of `h`, then BatchNorm `bn` (a module name) if any."""
+    """A conv (`prefix` names its module) of `h`, then BatchNorm `bn` (a module name) if any;
+    `term_bn`: the neuron's `bn=terms` form, each term's BatchNorm folded (`term_bn_fold`)."""
     if neuron is None:
         return _plain_conv(tensors, prefix, geometry, h, bn, bias)
-    h = _ConvLowering(tensors, _conv_neuron(program, neuron), prefix, geometry).run(h)
+    ir = program.conv_neuron(neuron, term_bn)
+    h = _ConvLowering(tensors, ir, prefix, geometry).run(h)
     if bn is None:
         return h
     scale, shift = _bn_affine(tensors, bn)
@@ -339,13 +357,50 @@ class _ConvLowering(Visitor):
             key = f"{prefix}.{p.name}"
             self.values[p.symbol] = _Weight(tensors.array(key), key=key)
         self.dims: dict[sp.Symbol, int] = {}
+        # `bn=terms`: maps whose output channels take BatchNorm scales, maps whose constant
+        # went into those scales, the scales no map takes, the shift no bias takes.
+        self.scales: dict[sp.Basic, np.ndarray] = {}
+        self.coefficient_folded: set[sp.Basic] = set()
+        self.explicit: dict[str, np.ndarray] = {}
+        self.shift: np.ndarray | None = None
 
     def run(self, h: str) -> str:
         self.dims = self._dims()
         self.values[self.neuron.input] = h
+        if self.neuron.norms:
+            self._fold_norms(fold_plan(self.neuron))
         for target, expr in self.neuron.assignments:
             self.values[target] = self.lower(expr)
-        return self.map(self.lower(self.neuron.output), self.neuron.output)
+        out = self.map(self.lower(self.neuron.output), self.neuron.output)
+        if self.shift is None:
+            return out
+        shift = self.tensors.derived(self.prefix, "bn_shift", self.shift.reshape(1, -1, 1, 1))
+        return self.graph.node("Add", [out, shift])
+
+    def _fold_norms(self, plan: FoldPlan) -> None:
+        """Each term's eval-mode BatchNorm `s * term + c` (see `term_bn_fold`): `s` into the
+        weights `plan` names (or an explicit `Mul`), every `c` into the bias."""
+        shift = np.zeros(self.size(OUT))
+        for norm in self.neuron.norms:
+            scale, c = _bn_affine(self.tensors, f"{self.prefix}.{norm}")
+            shift += c
+            fold = plan.folds[norm]
+            if fold.target is None:
+                self.explicit[norm] = scale
+                continue
+            coefficient, matrices = product_factors(fold.target)
+            if fold.with_coefficient:
+                scale = scale * float(coefficient)
+                self.coefficient_folded.add(fold.target)
+            columns = self.scales.setdefault(fold.target, np.ones(self.size(matrices[1].shape[1])))
+            columns[self.size(fold.start) : self.size(fold.stop)] *= scale
+        if plan.bias is None:
+            self.shift = shift
+            return
+        coefficient, (bias,) = product_factors(plan.bias)
+        weight = self.values[bias]
+        assert isinstance(weight, _Weight)
+        self.values[bias] = _Weight(weight.array + shift / float(coefficient))
 
     def _dims(self) -> dict[sp.Symbol, int]:
         """IN, OUT and KERNEL of this layer, read off the parameters' actual shapes."""
@@ -412,10 +467,28 @@ class _ConvLowering(Visitor):
             return self.tensors.derived(self.prefix, "bias", bias)
         if len(values) != 2 or not isinstance(values[1], _Weight):
             raise InternalError(f"{self.neuron.name}: {node} is no conv")
-        result = self.conv(values[0], values[1], node)
-        if scalar == 1:
+        result = self.conv(values[0], self._scaled(node, values[1]), node)
+        if scalar == 1 or node in self.coefficient_folded:
             return result
         return self.graph.node("Mul", [result, self.graph.constant(scalar)])
+
+    def _scaled(self, node: sp.Basic, weight: _Weight) -> _Weight:
+        """`weight` with its output channels scaled by the BatchNorms folded into `node`."""
+        if node not in self.scales:
+            return weight
+        columns = self.scales[node]
+        if not weight.transposed or weight.array.ndim != 4 or len(columns) != len(weight.array):
+            raise InternalError(f"{self.neuron.name}: {node} cannot take a BatchNorm's scale")
+        array = weight.array.astype(np.float64) * columns[:, None, None, None]
+        return _Weight(array, transposed=True)
+
+    def _visit_BatchNorm(self, node: BatchNorm) -> Value:
+        value = self.map(self.lower(node.arg), node)
+        if node.name not in self.explicit:
+            return value  # its scale is in a weight (`_fold_norms`), its shift in the bias
+        scale = self.explicit[node.name].reshape(1, -1, 1, 1)
+        name = self.tensors.derived(f"{self.prefix}.{node.name}", "scale", scale)
+        return self.graph.node("Mul", [value, name])
 
     def _visit_Patches(self, node: Patches) -> Value:
         return _PatchesOf(self.map(self.lower(node.arg), node))

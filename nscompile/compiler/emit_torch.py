@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import jinja2
 import sympy as sp
@@ -63,9 +64,19 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
         {n.name: "Conv2d" for n in program.conv_neurons},
         set(names.values()),
     )
+    # A conv layer with a BatchNorm per term (`bn=terms`) is a class of its own.
+    term_names = unique_class_names(
+        [n.name for n in program.term_bn_neurons],
+        {n.name: "Conv2dTermBN" for n in program.term_bn_neurons},
+        set(names.values()) | set(conv_names.values()),
+    )
     neurons = [_neuron_view(n, names[n.name], accumulate) for n in program.neurons]
     convs = [_conv_view(n, conv_names[n.name], accumulate) for n in program.conv_neurons]
-    networks = [_network_view(n, names, conv_names) for n in program.networks]
+    convs += [_conv_view(n, term_names[n.name], accumulate) for n in program.term_bn_neurons]
+    networks = [
+        _network_view(n, names, _ConvClasses(conv_names, term_names)) for n in program.networks
+    ]
+    blocks = [layer for n in program.networks for layer in n.layers if isinstance(layer, BlockIR)]
     return env.get_template("module.py.jinja").render(
         version=__version__,
         source_name=program.source_name,
@@ -75,7 +86,8 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
         neurons=neurons,
         conv_neurons=convs,
         functional=bool(convs) or any(n["image"] for n in networks),
-        blocks=any(isinstance(layer, BlockIR) for n in program.networks for layer in n.layers),
+        blocks=bool(blocks),
+        block_norms=any(b.term_bn for b in blocks),
         networks=networks,
     )
 
@@ -135,7 +147,19 @@ def _conv_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[str,
         "inits": [_init_code(p) for p in neuron.params],
         "body": body,
         "result": printer(neuron.output.xreplace(patches)),
+        "norms": list(neuron.norms),
     }
+
+
+@dataclass(frozen=True)
+class _ConvClasses:
+    """The class names of the conv neuron layers: plain ones, and those with a BN per term."""
+
+    plain: dict[str, str]
+    term_bn: dict[str, str]
+
+    def of(self, neuron: str, term_bn: bool) -> str:
+        return (self.term_bn if term_bn else self.plain)[neuron]
 
 
 def _body(printer: TorchPrinter, assignments: Iterable, partitions: dict) -> list[str]:
@@ -149,7 +173,7 @@ def _body(printer: TorchPrinter, assignments: Iterable, partitions: dict) -> lis
 
 
 def _network_view(
-    network: NetworkIR, names: dict[str, str], conv_names: dict[str, str]
+    network: NetworkIR, names: dict[str, str], conv_names: _ConvClasses
 ) -> dict[str, object]:
     layers, lines = [], []
     for index, layer in enumerate(network.layers, start=1):
@@ -171,7 +195,7 @@ def _network_view(
 
 
 def _stage_code(
-    layer: StageIR, index: int, source: str, names: dict[str, str], conv_names: dict[str, str]
+    layer: StageIR, index: int, source: str, names: dict[str, str], conv_names: _ConvClasses
 ) -> tuple[list[str], str]:
     """One stage of a network -> (the lines of `__init__` that build it, its forward step)."""
     attribute = f"self.{layer_key(index)}"
@@ -181,7 +205,7 @@ def _stage_code(
         return made, ops.ACTIVATIONS[layer.activation].torch.format(f"{attribute}({source})")
     if isinstance(layer, ConvIR):
         sizes = f"{layer.in_channels}, {layer.out_channels}, {layer.kernel}, {layer.stride}"
-        module = conv_names[layer.neuron] if layer.neuron else "nn.Conv2d"
+        module = conv_names.of(layer.neuron, layer.term_bn) if layer.neuron else "nn.Conv2d"
         made = [f"{attribute} = {module}({sizes}, {layer.padding})"]
         step = f"{attribute}({source})"
         if layer.bn:
@@ -200,7 +224,7 @@ def _stage_code(
     def conv(neuron: str | None, inputs: int, step: int) -> str:
         if neuron is None:
             return f"nn.Conv2d({inputs}, {cout}, 3, {step}, 1, bias=False)"
-        return f"{conv_names[neuron]}({inputs}, {cout}, 3, {step}, 1)"
+        return f"{conv_names.of(neuron, layer.term_bn)}({inputs}, {cout}, 3, {step}, 1)"
 
     activation = f"nn.{ops.ACTIVATIONS[layer.activation].module}()"
     made = [
@@ -210,6 +234,9 @@ def _stage_code(
         f"    {cin}, {cout}, {stride}, projection={layer.projection}, activation={activation},",
         ")",
     ]
+    if layer.term_bn:  # a conv that normalises its terms has no BatchNorm after it
+        norms = f"norm1={layer.normalised(layer.first)}, norm2={layer.normalised(layer.second)}"
+        made[-1:] = [f"    {norms},", ")"]
     return made, f"{attribute}({source})"
 
 

@@ -24,6 +24,7 @@ from nscompile.compiler.ir import (
     KERNEL,
     OUT,
     Apply,
+    BatchNorm,
     NeuronIR,
     Patches,
     product_factors,
@@ -110,6 +111,9 @@ class _Flops(Visitor):
 
     def _visit_Apply(self, node: Apply) -> int:
         return self.size(node)
+
+    def _visit_BatchNorm(self, node: BatchNorm) -> int:
+        return 2 * self.size(node)  # a scale and a shift per element (eval mode)
 
     def _free(self, node: MatrixExpr) -> int:
         return 0  # moves or views the data, or is a leaf

@@ -40,6 +40,7 @@ from nscompile.compiler.ir import (
     KERNEL,
     OUT,
     Apply,
+    BatchNorm,
     BlockIR,
     ColumnSlice,
     ConvIR,
@@ -114,7 +115,8 @@ def _evaluate(
         elif conv is not None:  # a conv weight out x in x k x k is the matrix out x in*k*k
             value = value.reshape(value.shape[0], -1)
         env[param.symbol] = value
-    evaluator = _Evaluator(env, dims, conv, x.shape)
+    norms = {name: _own(params, f"{name}.") for name in neuron.norms}  # `bn=terms`
+    evaluator = _Evaluator(env, dims, conv, x.shape, norms)
     for target, expr in neuron.assignments:
         env[target] = evaluator(expr)
     out = evaluator(neuron.output)
@@ -134,7 +136,6 @@ def evaluate_network(
     generated module does. Feature maps are (B, H, W, C) here between stages.
     """
     neurons = {n.name: n for n in program.neurons}
-    convs = {n.name: n for n in program.conv_neurons}
     h = np.asarray(x, dtype=np.float64)
     if network.image is not None:
         if h.ndim == 2:
@@ -152,7 +153,9 @@ def evaluate_network(
             h = ops.ACTIVATIONS[layer.activation].numpy(h)
         elif isinstance(layer, ConvIR):
             geometry = ConvGeometry(layer.kernel, layer.stride, layer.padding)
-            neuron = None if layer.neuron is None else convs[layer.neuron]
+            neuron = (
+                None if layer.neuron is None else program.conv_neuron(layer.neuron, layer.term_bn)
+            )
             h = _conv(h, neuron, own, layer.out_channels, geometry)
             if layer.bn:
                 h = _batch_norm(h, _own(state, f"bn{index}."))
@@ -162,7 +165,7 @@ def evaluate_network(
         elif isinstance(layer, FlattenIR):
             h = h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1) if h.ndim == 4 else h
         elif isinstance(layer, BlockIR):
-            h = _block(h, layer, own, convs)
+            h = _block(h, layer, own, program)
         else:
             raise InternalError(f"no evaluation of stage {type(layer).__name__}")
     return h
@@ -209,17 +212,20 @@ def _pool(h: np.ndarray, pool: PoolIR) -> np.ndarray:
 
 
 def _block(
-    h: np.ndarray, block: BlockIR, params: Mapping[str, np.ndarray], convs: dict[str, NeuronIR]
+    h: np.ndarray, block: BlockIR, params: Mapping[str, np.ndarray], program: ProgramIR
 ) -> np.ndarray:
     """A residual basic block on a (B, H, W, C) map."""
     act = ops.ACTIVATIONS[block.activation].numpy
     width = block.out_channels
-    first = None if block.first is None else convs[block.first]
-    second = None if block.second is None else convs[block.second]
+    first = None if block.first is None else program.conv_neuron(block.first, block.term_bn)
+    second = None if block.second is None else program.conv_neuron(block.second, block.term_bn)
     out = _conv(h, first, _own(params, "conv1."), width, ConvGeometry(3, block.stride, 1))
-    out = act(_batch_norm(out, _own(params, "bn1.")))
+    if block.normalised(block.first):
+        out = _batch_norm(out, _own(params, "bn1."))
+    out = act(out)
     out = _conv(out, second, _own(params, "conv2."), width, ConvGeometry(3, 1, 1))
-    out = _batch_norm(out, _own(params, "bn2."))
+    if block.normalised(block.second):
+        out = _batch_norm(out, _own(params, "bn2."))
     shortcut = h
     if block.projection:
         geometry = ConvGeometry(1, block.stride, 0)
@@ -256,11 +262,13 @@ class _Evaluator(Visitor):
         dims: dict[sp.Symbol, int],
         conv: ConvGeometry | None = None,
         input_shape: tuple[int, ...] | None = None,
+        norms: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     ) -> None:
         self.env = env
         self.dims = dims
         self.conv = conv
         self.input_shape = input_shape
+        self.norms = norms or {}  # BatchNorm module -> its tensors (`bn=terms`)
 
     def __call__(self, expr: sp.Basic) -> np.ndarray:
         if expr in self.env:
@@ -328,6 +336,11 @@ class _Evaluator(Visitor):
         arg = self(node.arg)  # at the input's positions: broadcast ones take its shape
         arg = np.broadcast_to(arg, (*self.input_shape[:-1], arg.shape[-1]))
         return patches(arg, self.conv)
+
+    def _visit_BatchNorm(self, node: BatchNorm) -> np.ndarray:
+        if node.name not in self.norms:
+            raise InternalError(f"{node}: no tensors for BatchNorm {node.name}")
+        return _batch_norm(self(node.arg), self.norms[node.name])
 
     def _visit_OneMatrix(self, node: OneMatrix) -> np.ndarray:
         return self._constant(node, 1.0)

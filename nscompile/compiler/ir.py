@@ -116,6 +116,29 @@ class Apply(MatrixExpr):
         return self.args[1].shape
 
 
+class BatchNorm(MatrixExpr):
+    """A term under its own BatchNorm over its columns (a conv layer's output channels):
+    `BatchNorm(Str("bn_w1"), term)`, the `nn.BatchNorm2d` module `bn_w1` of the layer applied
+    to `term` (`bn=terms`; `NeuronIR.norms` lists the modules). Batch statistics in training,
+    running ones in eval mode, so the backends never sum two such terms inside one conv.
+    """
+
+    def __new__(cls, name: Str, arg: MatrixExpr) -> BatchNorm:
+        return Basic.__new__(cls, name, arg)
+
+    @property
+    def name(self) -> str:
+        return str(self.args[0])
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.args[1].shape
+
+
 def elementwise(name: str, arg: MatrixExpr) -> Apply:
     """`name` applied elementwise to `arg`."""
     return Apply(Str(name), arg)
@@ -138,6 +161,7 @@ NODE_TYPES: tuple[type[MatrixExpr], ...] = (
     VStack,
     ColumnSlice,
     Patches,
+    BatchNorm,
 )
 
 
@@ -183,13 +207,19 @@ class NeuronIR:
     assignments: tuple[tuple[MatrixSymbol, MatrixExpr], ...]
     output: MatrixExpr
     input: MatrixSymbol = field(default_factory=lambda: MatrixSymbol("x", BATCH, IN))
+    #: The per-term BatchNorm modules (`bn=terms`, see `BatchNorm`), in the order of the terms.
+    norms: tuple[str, ...] = ()
 
     def verify(self) -> None:
         """Check shapes, definitions before use and names; raise InternalError if broken."""
         known = {self.input} | {p.symbol for p in self.params}
-        names = [p.name for p in self.params]
+        names = [p.name for p in self.params] + list(self.norms)
         if len(set(names)) != len(names):
             raise InternalError(f"{self.name}: duplicate parameter names {names}")
+        exprs = [e for _, e in self.assignments] + [self.output]
+        used = [n.name for e in exprs for n in sp.preorder_traversal(e) if isinstance(n, BatchNorm)]
+        if sorted(used) != sorted(self.norms):
+            raise InternalError(f"{self.name}: BatchNorm nodes {used}, declared {self.norms}")
         for target, expr in self.assignments:
             _verify_expr(self.name, expr, known)
             if target.shape != expr.shape:
@@ -214,6 +244,7 @@ class NeuronIR:
                 f"init({'uniform, ' if init.uniform else ''}fan_in={init.fan_in}, "
                 f"m2={init.second_moment:.6g}, scale={init.scale:.6g})"
             )
+        lines += [f"  batchnorm {name}[{OUT}]" for name in self.norms]
         for target, expr in self.assignments:
             lines.append(f"  {target} = {sp.sstr(expr, order='lex')}")
         lines.append(f"  return {sp.sstr(self.output, order='lex')}")
@@ -252,6 +283,7 @@ class ConvIR:
     padding: int
     activation: str
     bn: bool
+    term_bn: bool = False  # a BatchNorm per term instead (`ProgramIR.term_bn_neurons`)
 
 
 @dataclass(frozen=True)
@@ -273,7 +305,9 @@ class FlattenIR:
 class BlockIR:
     """A residual basic block: `act(BN(conv2(act(BN(conv1(h))))) + shortcut(h))`, the 3 x 3
     convs task-driven where `first`/`second` name a neuron (plain and bias-free otherwise),
-    the shortcut a 1 x 1 conv and BatchNorm when `projection`, else the identity."""
+    the shortcut a 1 x 1 conv and BatchNorm when `projection`, else the identity. With
+    `term_bn`, a task-driven conv normalises each of its terms (`ProgramIR.term_bn_neurons`)
+    and has no BN after it."""
 
     in_channels: int
     out_channels: int
@@ -282,6 +316,11 @@ class BlockIR:
     stride: int
     activation: str
     projection: bool
+    term_bn: bool = False
+
+    def normalised(self, neuron: str | None) -> bool:
+        """Whether a BatchNorm follows the block's conv of `neuron` (else its terms have theirs)."""
+        return neuron is None or not self.term_bn
 
 
 StageIR = LayerIR | ConvIR | PoolIR | FlattenIR | BlockIR
@@ -337,31 +376,44 @@ class ProgramIR:
     networks: tuple[NetworkIR, ...]
     #: The neurons some conv layer or block uses, lowered as conv layers (see `Patches`).
     conv_neurons: tuple[NeuronIR, ...] = ()
+    #: The neurons a `bn=terms` conv layer or block uses: conv layers, a `BatchNorm` per term.
+    term_bn_neurons: tuple[NeuronIR, ...] = ()
 
     def verify(self) -> None:
-        for neuron in self.neurons + self.conv_neurons:
+        for neuron in self.neurons + self.conv_neurons + self.term_bn_neurons:
             neuron.verify()
+
+    def conv_neuron(self, name: str, term_bn: bool = False) -> NeuronIR:
+        """The conv-mode IR of neuron `name`, the one with a BatchNorm per term if `term_bn`."""
+        for neuron in self.term_bn_neurons if term_bn else self.conv_neurons:
+            if neuron.name == name:
+                return neuron
+        raise InternalError(f"no conv-mode IR for neuron '{name}' (term_bn={term_bn})")
 
     def parameter_count(self, network: NetworkIR) -> int:
         """The number of learnable scalars in `network`, from the shapes: nothing is allocated."""
         neurons = {n.name: n for n in self.neurons}
-        convs = {n.name: n for n in self.conv_neurons}
 
-        def conv(neuron: str | None, cin: int, cout: int, k: int, bias: bool) -> int:
+        def conv(
+            neuron: str | None, cin: int, cout: int, k: int, bias: bool, term_bn: bool = False
+        ) -> int:
             if neuron is None:  # nn.Conv2d
                 return (cin * k * k + bias) * cout
             sizes = {IN: cin, OUT: cout, KERNEL: k}
-            return sum(int(sp.Mul(*p.shape).subs(sizes)) for p in convs[neuron].params)
+            ir = self.conv_neuron(neuron, term_bn)
+            norms = 2 * cout * len(ir.norms)  # each BatchNorm's weight and bias
+            return sum(int(sp.Mul(*p.shape).subs(sizes)) for p in ir.params) + norms
 
         total = 0
         for layer in network.layers:
             if isinstance(layer, ConvIR):
                 total += conv(layer.neuron, layer.in_channels, layer.out_channels, layer.kernel,
-                              True) + 2 * layer.out_channels * layer.bn  # fmt: skip
+                              True, layer.term_bn) + 2 * layer.out_channels * layer.bn  # fmt: skip
             elif isinstance(layer, BlockIR):
-                cin, cout = layer.in_channels, layer.out_channels
-                total += conv(layer.first, cin, cout, 3, False) + 2 * cout
-                total += conv(layer.second, cout, cout, 3, False) + 2 * cout
+                cin, cout, tb = layer.in_channels, layer.out_channels, layer.term_bn
+                total += conv(layer.first, cin, cout, 3, False, tb)
+                total += conv(layer.second, cout, cout, 3, False, tb)
+                total += 2 * cout * (layer.normalised(layer.first) + layer.normalised(layer.second))
                 total += (cin * cout + 2 * cout) * layer.projection
             elif not isinstance(layer, LayerIR):
                 continue  # pooling and flatten: no parameters
@@ -376,6 +428,9 @@ class ProgramIR:
     def dump(self) -> str:
         parts = [n.dump() for n in self.neurons]
         parts += [n.dump().replace("neuron ", "conv neuron ", 1) for n in self.conv_neurons]
+        parts += [
+            n.dump().replace("neuron ", "conv neuron (bn=terms) ", 1) for n in self.term_bn_neurons
+        ]
         for net in self.networks:
             parts.append(f"network {net.name}  # {net.summary}")
         return "\n\n".join(parts) + "\n"

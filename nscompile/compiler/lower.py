@@ -15,6 +15,7 @@ import math
 import numpy as np
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
+from sympy.core.symbol import Str
 
 from nscompile.compiler import ops
 from nscompile.compiler.fold import number
@@ -24,6 +25,7 @@ from nscompile.compiler.ir import (
     KERNEL,
     KERNEL_AREA,
     OUT,
+    BatchNorm,
     BlockIR,
     ConvIR,
     FlattenIR,
@@ -68,21 +70,37 @@ def lower_program(spec: syntax.Spec, source_name: str, source_text: str) -> Prog
         for name in stage_neurons(layer)
     }
     conv = tuple(lower_neuron(n, conv=True) for n in spec.neurons.values() if n.name in used)
+    normed = {name for net in networks for name in _term_bn_neurons(net)}
+    term_bn = tuple(
+        lower_neuron(n, conv=True, term_bn=True) for n in spec.neurons.values() if n.name in normed
+    )
     digest = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
-    return ProgramIR(source_name, digest, neurons, networks, conv)
+    return ProgramIR(source_name, digest, neurons, networks, conv, term_bn)
 
 
-def lower_neuron(neuron: syntax.Neuron, conv: bool = False) -> NeuronIR:
+def _term_bn_neurons(network: NetworkIR) -> set[str]:
+    """The neurons of `network`'s `bn=terms` conv layers and blocks."""
+    return {
+        name
+        for layer in network.layers
+        if isinstance(layer, ConvIR | BlockIR) and layer.term_bn
+        for name in stage_neurons(layer)
+    }
+
+
+def lower_neuron(neuron: syntax.Neuron, conv: bool = False, term_bn: bool = False) -> NeuronIR:
     """One neuron declaration -> NeuronIR whose output is the whole aggregation expression;
     `conv`: as a conv layer (DESIGN §3: k x k convs for `<w, e(x)>` and cp's output map,
-    1 x 1 convs for cp's factors; see `ir.Patches`)."""
+    1 x 1 convs for cp's factors; see `ir.Patches`); `term_bn`: each learnable top-level term,
+    with its sign, under its own `BatchNorm` (`bn=terms`; the bias and constants are not)."""
     assign = neuron.assign
     if assign is None:
         raise InternalError(f"neuron {neuron.name} reached lowering without 'y = ...'")
-    lowerer = _Lowerer(neuron.rank, _weight_names(assign.expr), conv)
+    lowerer = _Lowerer(neuron.rank, _weight_names(assign.expr), conv, term_bn)
     output = lowerer.lower_sum(assign.expr)
     formula = unparse_expr(assign.expr)
-    return NeuronIR(neuron.name, formula, neuron.rank, tuple(lowerer.params), (), output)
+    params, norms = tuple(lowerer.params), tuple(lowerer.norms)
+    return NeuronIR(neuron.name, formula, neuron.rank, params, (), output, norms=norms)
 
 
 def lower_network(network: syntax.Network, spec: syntax.Spec) -> NetworkIR:
@@ -122,9 +140,10 @@ def _stage(
     if isinstance(stage, syntax.Conv):
         c = image_layers.conv_settings(stage, spec)
         layer = ConvIR(c.neuron, shape[0], c.width, c.kernel, c.stride, c.padding, c.activation,
-                       c.bn)  # fmt: skip
+                       c.bn, c.term_bn)  # fmt: skip
         part = f"conv {c.neuron or 'linear'} {c.width} k{c.kernel} s{c.stride} p{c.padding}"
-        return layer, part + (" bn" if c.bn else "") + f" {c.activation}"
+        norm = " bn" if c.bn else " bn=terms" if c.term_bn else ""
+        return layer, part + norm + f" {c.activation}"
     if isinstance(stage, syntax.Pool):
         p = image_layers.pool_settings(stage)
         part = f"{p.kind}pool k{p.kernel} s{p.stride} p{p.padding}"
@@ -134,9 +153,11 @@ def _stage(
     if isinstance(stage, syntax.Flatten):
         return FlattenIR(), "flatten"
     b = image_layers.block_settings(stage, spec, shape[0])
-    layer = BlockIR(shape[0], b.width, b.first, b.second, b.stride, b.activation, b.projection)
+    layer = BlockIR(shape[0], b.width, b.first, b.second, b.stride, b.activation, b.projection,
+                    b.term_bn)  # fmt: skip
     part = f"block {b.first or 'plain'}+{b.second or 'plain'} {b.width} s{b.stride}"
-    return layer, part + (" projection" if b.projection else "") + f" {b.activation}"
+    part += (" projection" if b.projection else "") + (" bn=terms" if b.term_bn else "")
+    return layer, part + f" {b.activation}"
 
 
 def _weight_names(expr: syntax.Expr) -> set[str]:
@@ -161,10 +182,14 @@ def _top_terms(expr: syntax.Expr, sign: int = 1) -> list[tuple[int, syntax.Expr]
 class _Lowerer(Visitor):
     """Lowers the expressions of one neuron, collecting its parameters."""
 
-    def __init__(self, rank: int | None, user_names: set[str], conv: bool = False) -> None:
+    def __init__(
+        self, rank: int | None, user_names: set[str], conv: bool = False, term_bn: bool = False
+    ) -> None:
         self.rank = rank
         self.conv = conv
+        self.term_bn = term_bn
         self.params: list[Param] = []
+        self.norms: list[str] = []
         self.namer = Namer(user_names)
 
     def lower_sum(self, expr: syntax.Expr) -> MatrixExpr:
@@ -193,10 +218,20 @@ class _Lowerer(Visitor):
                 scale = linear_scale if term in linear else other_scale
                 init = dataclasses.replace(param.init, scale=scale, uniform=term in linear)
                 self.params[first] = dataclasses.replace(param, init=init)
-            total = _add(total, _scale(sign, value))
+            value = _scale(sign, value)
+            if self.term_bn and term in learnable and isinstance(value, MatrixExpr):
+                value = BatchNorm(Str(self._norm_name(self.params[first])), value)
+            total = _add(total, value)
         if not isinstance(total, MatrixExpr):
             raise InternalError("the aggregation lowered to a constant")
         return total
+
+    def _norm_name(self, first: Param) -> str:
+        """`bn_w1` for a term led by weight `w1`, `bn_cp2` for `cp(x, 2)`; fresh, and listed."""
+        base = first.name.partition("_u")[0] if first.role == "factor" else first.name
+        name = self.namer.fresh(f"bn_{base}")
+        self.norms.append(name)
+        return name
 
     def lower(self, node: syntax.Expr) -> Value:
         value = self.visit(node)

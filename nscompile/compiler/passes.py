@@ -26,7 +26,15 @@ from sympy import (
 )
 from sympy.simplify.cse_main import tree_cse
 
-from nscompile.compiler.ir import TEMP_PREFIX, ColumnSlice, HStack, NeuronIR, ProgramIR, VStack
+from nscompile.compiler.ir import (
+    TEMP_PREFIX,
+    BatchNorm,
+    ColumnSlice,
+    HStack,
+    NeuronIR,
+    ProgramIR,
+    VStack,
+)
 from nscompile.errors import InternalError
 
 Pass = Callable[[NeuronIR], NeuronIR]
@@ -152,7 +160,8 @@ def _non_summands(expr: sp.Basic) -> list[sp.Basic]:
         if not summand:
             seen.setdefault(node, None)
         if not isinstance(node, MatrixSymbol):
-            stack.extend((a, isinstance(node, MatAdd)) for a in reversed(node.args))
+            in_sum = isinstance(node, MatAdd | BatchNorm)
+            stack.extend((a, in_sum) for a in reversed(node.args))
     return list(seen)
 
 
@@ -267,7 +276,8 @@ def optimize(
     """Run every pass (default `PASSES`), in order, on every neuron; see `optimize_neuron`."""
     neurons = tuple(optimize_neuron(n, passes, verify) for n in program.neurons)
     conv = tuple(optimize_neuron(n, passes, verify) for n in program.conv_neurons)
-    return dataclasses.replace(program, neurons=neurons, conv_neurons=conv)
+    normed = tuple(optimize_neuron(n, passes, verify) for n in program.term_bn_neurons)
+    return dataclasses.replace(program, neurons=neurons, conv_neurons=conv, term_bn_neurons=normed)
 
 
 def _flatten(node: sp.Basic, kind: type) -> list[sp.Basic]:

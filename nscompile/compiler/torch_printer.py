@@ -15,6 +15,7 @@ from nscompile.compiler import ops
 from nscompile.compiler.ir import (
     TEMP_PREFIX,
     Apply,
+    BatchNorm,
     ColumnSlice,
     HStack,
     Patches,
@@ -75,6 +76,10 @@ class TorchPrinter(Visitor):
     def operand(self, expr: sp.Basic, parent: int) -> str:
         code, precedence = self.print(expr)
         return f"({code})" if precedence <= parent else code
+
+    def _visit_BatchNorm(self, node: BatchNorm) -> tuple[str, int]:
+        """A term under its own `nn.BatchNorm2d` module (`bn=terms`)."""
+        return f"self.{node.name}({self(node.arg)})", ATOM
 
     def _visit_MatrixSymbol(self, node: MatrixSymbol) -> tuple[str, int]:
         name = str(node.name)

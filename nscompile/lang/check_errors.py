@@ -97,6 +97,11 @@ ERRORS = {
     "E190": ("a second {what} '{name}' in one layer", "the layer already has '{first}'"),
     "E191": ("network '{name}' ends with an image of {shape}",
              "end it with 'globalpool' or 'flatten' and a dense layer"),
+    "E192": ("unknown BatchNorm mode 'bn={value}'",
+             "bn=terms: a BatchNorm per term of the neuron's sum; bn=sum (or bn): one after it"),
+    "E193": ("'bn=terms' on {what}",
+             "write 'bn' for one BatchNorm after the conv, or give the layer a neuron, "
+             "e.g. 'conv 16 td bn=terms'"),
 }  # fmt: skip
 
 

@@ -31,10 +31,11 @@ class ConvSettings:
     width: int
     neuron: str | None
     activation: str
-    bn: bool
+    bn: bool  # one BatchNorm2d after the sum (`bn`, `bn=sum`)
     kernel: int
     stride: int
     padding: int
+    term_bn: bool = False  # a BatchNorm2d per term of the neuron's sum (`bn=terms`)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class BlockSettings:
     stride: int
     activation: str
     projection: bool  # the shortcut is a 1 x 1 conv with BatchNorm (else the identity)
+    term_bn: bool = False  # its task-driven convs normalise each term instead (`bn=terms`)
 
 
 def show(shape: Shape) -> str:
@@ -106,15 +108,17 @@ class _Options:
         return option
 
 
-def _words(options: _Options, spec: s.Spec, allow_bn: bool) -> tuple[str | None, str | None, bool]:
-    """The bare words of a layer: (neuron, activation, bn); each at most once."""
+def _words(
+    options: _Options, spec: s.Spec, allow_bn: bool
+) -> tuple[str | None, str | None, s.Option | None]:
+    """The bare words of a layer: (neuron, activation, the `bn` word); each at most once."""
     neuron = activation = None
-    bn = False
+    bn: s.Option | None = None
     for word in options.words:
         if word.key == s.BN_WORD and allow_bn:
-            if bn:
+            if bn is not None:
                 raise error("E181", word.span, name=word.key)
-            bn = True
+            bn = word
         elif word.key in s.ACTIVATIONS:
             if activation is not None:
                 raise error("E190", word.span, what="activation", name=word.key, first=activation)
@@ -135,14 +139,35 @@ def _words(options: _Options, spec: s.Spec, allow_bn: bool) -> tuple[str | None,
     return neuron, activation, bn
 
 
+def _batch_norm(options: _Options, word: s.Option | None) -> tuple[str | None, s.Option | None]:
+    """The layer's BatchNorm: None, `sum` (the `bn` word or `bn=sum`) or `terms`, and the
+    option that said it; SpecError for a second one or an unknown mode."""
+    setting = options.values.get(s.BN_WORD)
+    if setting is not None and word is not None:
+        order = list(options.stmt.options)
+        second = max(setting, word, key=lambda o: next(i for i, x in enumerate(order) if x is o))
+        raise error("E181", second.span, name=s.BN_WORD)
+    if setting is None:
+        return (s.BN_SUM if word is not None else None), word
+    if setting.value not in s.BN_MODES:
+        hint = did_you_mean(str(setting.value), s.BN_MODES)
+        raise error("E192", setting.span, hint, value=setting.value)
+    return str(setting.value), setting
+
+
 def conv_settings(stmt: s.Conv, spec: s.Spec) -> ConvSettings:
     """`conv O ...` -> its settings; SpecError for an unknown, repeated or bad option."""
-    options = _Options(stmt, "conv", ("kernel", "stride", "padding"))
-    neuron, activation, bn = _words(options, spec, allow_bn=True)
+    options = _Options(stmt, "conv", ("kernel", "stride", "padding", s.BN_WORD))
+    neuron, activation, word = _words(options, spec, allow_bn=True)
+    bn, said = _batch_norm(options, word)
+    if bn == s.BN_TERMS and neuron is None:
+        assert said is not None
+        raise error("E193", said.span, what="a plain conv, which has one term")
     kernel = options.number("kernel", DEFAULT_KERNEL, 1, s.MAX_KERNEL)
     stride = options.number("stride", 1, 1, s.MAX_KERNEL)
     padding = options.number("padding", kernel // 2, 0, s.MAX_KERNEL)
-    return ConvSettings(stmt.width, neuron, activation or "identity", bn, kernel, stride, padding)
+    return ConvSettings(stmt.width, neuron, activation or "identity", bn == s.BN_SUM, kernel,
+                        stride, padding, term_bn=bn == s.BN_TERMS)  # fmt: skip
 
 
 def pool_settings(stmt: s.Pool) -> PoolSettings:
@@ -164,8 +189,9 @@ def pool_settings(stmt: s.Pool) -> PoolSettings:
 
 def block_settings(stmt: s.Block, spec: s.Spec, channels: int) -> BlockSettings:
     """`block O ...` -> its settings, given the channels of its input."""
-    options = _Options(stmt, "block", ("stride", "first", "second", "shortcut"))
+    options = _Options(stmt, "block", ("stride", "first", "second", "shortcut", s.BN_WORD))
     neuron, activation, _ = _words(options, spec, allow_bn=False)
+    bn, said = _batch_norm(options, None)  # a block has its BatchNorms: `bn=sum` is the default
     stride = options.number("stride", 1, 1, s.MAX_KERNEL)
     first = second = neuron
     for key in ("first", "second"):
@@ -188,7 +214,15 @@ def block_settings(stmt: s.Block, spec: s.Spec, channels: int) -> BlockSettings:
         if shortcut.value not in ("identity", "conv"):
             raise error("E189", shortcut.span, name="shortcut", value=shortcut.value)
         projection = shortcut.value == "conv"
-    return BlockSettings(stmt.width, first, second, stride, activation or "relu", projection)
+    if bn == s.BN_TERMS and first is None and second is None:
+        assert said is not None
+        hint = (
+            "both convs of this block are plain: drop 'bn=terms' (a block has a BatchNorm "
+            "after each conv), or make one task-driven, e.g. 'block 64 td bn=terms'"
+        )
+        raise error("E193", said.span, hint, what="a block of plain convs, one term each")
+    return BlockSettings(stmt.width, first, second, stride, activation or "relu", projection,
+                         term_bn=bn == s.BN_TERMS)  # fmt: skip
 
 
 def shapes(network: s.Network, spec: s.Spec) -> list[Shape]:

@@ -28,6 +28,10 @@ ACTIVATIONS = ("gelu", "identity", "relu", "sigmoid", "silu", "tanh")
 POOLS = ("avg", "max")
 #: A layer's bare word that asks for BatchNorm.
 BN_WORD = "bn"
+#: `bn=MODE`: one BatchNorm after the neuron's sum (what `bn` alone says), or one per term.
+BN_SUM = "sum"
+BN_TERMS = "terms"
+BN_MODES = (BN_SUM, BN_TERMS)
 #: A residual block's word for an ordinary (not task-driven) conv: `first=plain`.
 PLAIN_WORD = "plain"
 #: Largest conv kernel, stride and padding; largest image side.

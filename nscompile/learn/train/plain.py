@@ -2,7 +2,8 @@
 parameter count.
 
 `plain` is the spec's network with every neuron taken out (a conv layer becomes `nn.Conv2d`,
-both convs of a block plain convs, a dense neuron layer `nn.Linear`): it differs from the
+both convs of a block plain convs, a dense neuron layer `nn.Linear`; a per-term BatchNorm,
+`bn=terms`, becomes the plain conv's one BatchNorm): it differs from the
 network it is compared with in its neurons only. `plain-params` scales that network's widths
 (every conv, block and hidden dense layer; not the head) by one factor so that it has about as
 many parameters as the task-driven one. Both are written as specs and compiled like any
@@ -34,13 +35,26 @@ def plain_spec(spec: s.Spec, network: str, scale: float = 1.0) -> s.Spec:
     body: list[s.NetworkStmt] = []
     for index, stmt in enumerate(net.body):
         if isinstance(stmt, s.Conv | s.Block):
-            options = tuple(o for o in stmt.options if not _is_neuron(o, neurons))
+            options = tuple(
+                _plain_bn(o, isinstance(stmt, s.Block))
+                for o in stmt.options
+                if not _is_neuron(o, neurons)
+            )
+            options = tuple(o for o in options if o is not None)
             stmt = dataclasses.replace(stmt, width=width(stmt.width), options=options)
         elif isinstance(stmt, s.Dense):
             scaled = stmt.width if index == last else width(stmt.width)
             stmt = dataclasses.replace(stmt, width=scaled, neuron=None)
         body.append(stmt)
     return s.Spec((dataclasses.replace(net, body=tuple(body)),))
+
+
+def _plain_bn(option: s.Option, block: bool) -> s.Option | None:
+    """`bn=terms` of a conv without its neuron is its one BatchNorm (`bn`); a block's plain
+    convs have theirs anyway, so there it goes."""
+    if option.key != s.BN_WORD or option.value is None:
+        return option
+    return None if block else dataclasses.replace(option, value=None)
 
 
 def _is_neuron(option: s.Option, neurons: set[str]) -> bool:
