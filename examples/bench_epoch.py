@@ -37,7 +37,6 @@ from nscompile.learn.data import load_table, supervised  # noqa: E402
 from nscompile.learn.loader import load_source  # noqa: E402
 from nscompile.learn.train.core import (  # noqa: E402
     Protocol,
-    _loss_function,
     _train_epoch,
     optimiser,
     run_models,
@@ -75,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         "unfused": lambda: unfused.build(net.name),
         **baselines,
     }
-    loss_fn = _loss_function(data.task)
     runs = {}
     for name, factory in models.items():
         torch.manual_seed(0)
@@ -85,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(1 + epochs):  # the first epoch warms up
         for name, (model, opt) in runs.items():
             start = time.perf_counter()
-            _train_epoch(model, (x, y), loss_fn, opt, protocol.batch_size)
+            _train_epoch(model, (x, y), data.task, opt, protocol.batch_size)
             seconds[name].append(time.perf_counter() - start)
     print(
         f"time per epoch on {args.data} ({len(x)} rows, batch {protocol.batch_size}), "

@@ -99,6 +99,7 @@ def test_a_checkpoint_of_another_layout_is_a_clear_error(tmp_path: Path) -> None
     from nscompile.learn.train.checkpoint import (
         Optimiser,
         TrainingState,
+        load,
         resume,
         save_checkpoint,
     )
@@ -116,5 +117,5 @@ def test_a_checkpoint_of_another_layout_is_a_clear_error(tmp_path: Path) -> None
     save_checkpoint(path, old, opt, TrainingState({"train_loss": []}, old.state_dict()))
     new = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 3))
     with pytest.raises(InputError, match="does not fit this network") as caught:
-        resume(path, new, optimiser(new))
+        resume(load(path), path, new, optimiser(new))
     assert "without --resume" in (caught.value.hint or "")

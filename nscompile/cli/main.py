@@ -214,6 +214,15 @@ SUBCOMMANDS = (
 )  # fmt: skip
 
 
+def _rank_prefix() -> str:
+    """ "rank R: " in torchrun's processes other than rank 0 (`nscompile train` there)."""
+    if "nscompile.learn.train.distributed" not in sys.modules:
+        return ""
+    from nscompile.learn.train.distributed import message_prefix
+
+    return message_prefix()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -226,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0) and USAGE
     run: Callable[[argparse.Namespace], int] = args.run
+    args.argv = args_list  # what `--nproc` runs again under torchrun
     try:
         return run(args)
     except SpecError as error:
@@ -235,7 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nscompile: error: {error}", file=sys.stderr)
         return INPUT_ERROR
     except InputError as error:
-        print(error.render(), file=sys.stderr)
+        if not getattr(error, "from_rank0", False):  # see learn.train.distributed.Ranks.share
+            print(_rank_prefix() + error.render(), file=sys.stderr)
         return INPUT_ERROR
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (`| head`): not an error of ours

@@ -53,6 +53,24 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="image networks: random crops of the training images (auto = crop), and mirrors",
     )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where to train (cpu)"
+    )
+    parser.add_argument(
+        "--nproc",
+        type=bounded_int(1, 1024),
+        help="train in N processes on this machine (torchrun --standalone --nproc-per-node N); "
+        "the protocol's batch of 64 rows is shared among them",
+    )
+    parser.add_argument(
+        "--sync-bn", action="store_true", help="several processes on CUDA: SyncBatchNorm"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=bounded_int(10, 7 * 24 * 3600),
+        default=1800,
+        help="several processes: seconds one waits for the others before the run fails (1800)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--dims", type=bounded_int(1, 10_000), default=10, help="synthetic: inputs")
@@ -107,18 +125,50 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     return table, supervised(table, args.target, args.task)
 
 
+def _ranks(args: argparse.Namespace):  # noqa: ANN202
+    """This process's place in a torchrun run (one process when not under torchrun)."""
+    from nscompile.learn.train.distributed import start
+
+    return start(args.device, args.sync_bn, args.timeout)
+
+
+def _stop(finished: bool) -> None:
+    from nscompile.learn.train.distributed import stop
+
+    stop(finished)
+
+
+def lost_ranks():  # noqa: ANN201
+    from nscompile.learn.train.distributed import lost_ranks
+
+    return lost_ranks()
+
+
+def _launched(args: argparse.Namespace) -> int | None:
+    """With --nproc N (and not already under torchrun): the exit code of the same command run
+    in N processes; else None."""
+    from nscompile.learn.train.distributed import under_torchrun
+
+    if args.nproc is None or under_torchrun():
+        return None
+    from nscompile.cli.launch import launch
+
+    return launch(args.argv, args.nproc, args.device, args.sync_bn)
+
+
 def _train(args: argparse.Namespace, spec_text: str, spec_file: str, data, extra=None):  # noqa: ANN001, ANN202
     from nscompile.learn.plots import plot_curves, require_matplotlib
     from nscompile.learn.progress import Progress
     from nscompile.learn.train import Protocol, train_run
 
     require_matplotlib()
+    ranks = args.ranks
     protocol = Protocol(
         epochs=args.epochs, lr=args.lr, patience=args.patience, augment=args.augment
     )
     seeds = tuple(range(args.seed, args.seed + args.seeds))
     models = 1 + len(set(args.baseline))
-    bar = Progress(models * len(seeds) * args.epochs, f"train {data.name}")
+    bar = Progress(models * len(seeds) * args.epochs, f"train {data.name}", enabled=ranks.main)
 
     def progress(key: str, seed: int, epoch: int, epochs: int) -> None:
         bar.advance()
@@ -138,12 +188,14 @@ def _train(args: argparse.Namespace, spec_text: str, spec_file: str, data, extra
             extra_files=extra,
             progress=progress,
             plot=plot_curves,
+            ranks=ranks,
         )
     except KeyboardInterrupt:
-        print(
-            "nscompile: training interrupted; continue with the same command and --resume",
-            file=sys.stderr,
-        )
+        if ranks.main:
+            print(
+                "nscompile: training interrupted; continue with the same command and --resume",
+                file=sys.stderr,
+            )
         raise
     finally:
         bar.close()
@@ -174,12 +226,19 @@ def _report(metrics: dict[str, Any]) -> list[str]:
 def cmd_train(args: argparse.Namespace) -> int:
     from nscompile.lang.source import read_source
 
+    launched = _launched(args)
+    if launched is not None:
+        return launched
     spec_text = read_source(args.spec)
     check_writable(args.output, directory=True)
+    args.ranks = _ranks(args)
     _, data = _load(args)
-    result = _train(args, spec_text, args.spec, data)
-    print("\n".join(_report(result.metrics)))
-    print(f"nscompile: wrote {result.path}", file=sys.stderr)
+    with lost_ranks():
+        result = _train(args, spec_text, args.spec, data)
+        _stop(finished=True)
+    if args.ranks.main:
+        print("\n".join(_report(result.metrics)))
+        print(f"nscompile: wrote {result.path}", file=sys.stderr)
     return 0
 
 
@@ -209,14 +268,27 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"{run_dir} exists and is not empty", hint="choose another directory or --overwrite"
         )
     check_writable(run_dir, directory=True)
-    table, data = _load(args)
+    launched = _launched(args)
+    if launched is not None:
+        return launched
+    args.ranks = _ranks(args)
     seeds = tuple(range(args.seed, args.seed + args.seeds))
     options: dict[str, Any] = {"max_order": args.max_order}
     if args.search_epochs is not None:
         options["epochs"] = args.search_epochs
-    fitted = fit_run(
-        data, table, seeds, options, lambda text, file, extra: _train(args, text, file, data, extra)
-    )
+    table, data = _load(args)
+    with lost_ranks():
+        fitted = fit_run(
+            data,
+            table,
+            seeds,
+            options,
+            lambda text, file, extra: _train(args, text, file, data, extra),
+            args.ranks,
+        )
+        _stop(finished=True)
+    if not args.ranks.main:
+        return 0
     found, result, diff = fitted.found, fitted.run, fitted.difference
     structure = found.structure
     lines = [

@@ -29,6 +29,7 @@ from nscompile.learn.loader import load_source
 from nscompile.learn.progress import Progress
 from nscompile.learn.train import RunResult
 from nscompile.learn.train.core import Protocol, SeedRun, fit_seed
+from nscompile.learn.train.distributed import Ranks
 from nscompile.learn.train.split import validation_rows
 
 # The search (tensor decompositions) and the deployed model (onnxruntime) load in the functions
@@ -98,16 +99,21 @@ def fit_run(
     seeds: Sequence[int],
     search_options: dict[str, Any],
     train: TrainFn,
+    ranks: Ranks | None = None,
 ) -> FitRun:
     """Search a structure on `data`, train its spec with `train`, and score the run's deployed
-    model with both engines on `table` (the rows `data` came from)."""
+    model with both engines on `table` (the rows `data` came from). With several `ranks`
+    (torchrun) rank 0 searches and scores alone; the others train with it (`difference` 0)."""
     from nscompile.learn.deploy import evaluate, load_run
 
-    found = search_spec(data.features, data.target, data.task, seeds, data.name, search_options)
+    ranks = ranks or Ranks()
+    found = ranks.share(
+        lambda: search_spec(data.features, data.target, data.task, seeds, data.name, search_options)
+    )
     text = unparse(found.spec)
     front_end(text, SPEC_FILE)  # the spec we write must compile
     run = train(text, SPEC_FILE, {SPEC_FILE: text})
-    difference = evaluate(load_run(run.path), table).difference
+    difference = evaluate(load_run(run.path), table).difference if ranks.main else 0.0
     return FitRun(found, text, run, difference)
 
 

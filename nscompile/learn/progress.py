@@ -10,11 +10,13 @@ from typing import TextIO
 class Progress:
     """`Progress(total, label)`; call `advance(n)`; `close()` ends the line."""
 
-    def __init__(self, total: int, label: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total: int, label: str, stream: TextIO | None = None, enabled: bool = True
+    ) -> None:
         self.total = max(1, total)
         self.label = label
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = enabled and self.stream.isatty()
         self.done = 0
         self.start = time.monotonic()
         self.last_draw = 0.0

@@ -79,9 +79,15 @@ def save_checkpoint(path: Path, model: nn.Module, opt: Optimiser, progress: Trai
     )
 
 
-def resume(path: Path, model: nn.Module, opt: Optimiser) -> TrainingState:
-    """Load a checkpoint into `model` and `opt`; the progress it recorded."""
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+def load(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at `path`, or None when there is none."""
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def resume(saved: dict[str, Any], path: Path, model: nn.Module, opt: Optimiser) -> TrainingState:
+    """Load a checkpoint (`load(path)`) into `model` and `opt`; the progress it recorded."""
     try:
         model.load_state_dict(saved["model"])
         opt.optimizer.load_state_dict(saved["optimizer"])

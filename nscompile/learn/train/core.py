@@ -25,7 +25,9 @@ from nscompile.compiler import ops
 from nscompile.errors import InputError
 from nscompile.learn.choices import MLP_BASELINES
 from nscompile.learn.probabilities import log_softmax
-from nscompile.learn.train.checkpoint import Optimiser, TrainingState, resume, save_checkpoint
+from nscompile.learn.train import checkpoint as saved_state
+from nscompile.learn.train.checkpoint import Optimiser, TrainingState, save_checkpoint
+from nscompile.learn.train.distributed import Ranks
 
 if TYPE_CHECKING:
     from nscompile.compiler.ir import NetworkIR
@@ -63,11 +65,12 @@ def augment(x: torch.Tensor, shape: tuple[int, int, int], mode: str, generator) 
     padded = nn.functional.pad(x.reshape(n, channels, height, width), (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
-    rows = (dy + torch.arange(height))[:, :, None]  # n x H x 1
-    cols = (dx + torch.arange(width))[:, None, :]  # n x 1 x W
-    out = padded[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    rows = (dy + torch.arange(height))[:, :, None].to(x.device)  # n x H x 1
+    cols = (dx + torch.arange(width))[:, None, :].to(x.device)  # n x 1 x W
+    index = torch.arange(n, device=x.device)[:, None, None]
+    out = padded[index, :, rows, cols].permute(0, 3, 1, 2)
     if mode == "crop+flip":
-        mirror = torch.rand(n, generator=generator) < 0.5
+        mirror = (torch.rand(n, generator=generator) < 0.5).to(x.device)
         out = torch.where(mirror[:, None, None, None], out.flip(3), out)
     return out.reshape(n, -1)
 
@@ -119,9 +122,23 @@ def main_metric(task: str) -> str:
 
 
 def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """The model's outputs for the rows `x`, on the device its parameters are on."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+        return model(inputs).cpu().numpy()
+
+
+def scores(
+    model: nn.Module, task: str, x: np.ndarray, y: np.ndarray, ranks: Ranks | None = None
+) -> dict[str, float]:
+    """`metrics` of the model on (x, y); with several ranks each predicts its piece of the
+    rows and every rank gets the metrics of all of them (`distributed`)."""
+    ranks = ranks or Ranks()
+    ranks.sync_buffers(model)
+    lo, hi = ranks.bounds(len(x))
+    return metrics(task, ranks.gather(predict(model, x[lo:hi]), len(x)), y)
 
 
 @dataclass
@@ -138,45 +155,62 @@ EpochHook = Callable[[int], None]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _loss_function(task: str) -> LossFn:
+def _loss_function(task: str, reduction: str = "mean") -> LossFn:
     if task == "classification":
-        return nn.functional.cross_entropy
-    return lambda out, y: nn.functional.mse_loss(out[:, 0], y)
+        return lambda out, y: nn.functional.cross_entropy(out, y, reduction=reduction)
+    return lambda out, y: nn.functional.mse_loss(out[:, 0], y, reduction=reduction)
 
 
 def _train_epoch(
     model: nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
-    loss_fn: LossFn,
+    task: str,
     opt: Optimiser,
     batch_size: int,
     mode: str = "none",
+    ranks: Ranks | None = None,
 ) -> float | None:
     """One pass over the shuffled training rows; the mean loss, or None when it is not finite.
 
     The losses are summed as a float64 tensor and read once per epoch: no step waits for a
     Python number (on a GPU each `float(loss)` would wait for the device). A non-finite loss
     makes the sum non-finite, so the epoch that diverged is still the one reported. An image
-    network's batches are augmented (`augment`, `mode`).
+    network's batches are augmented (`augment`, `mode`). With several ranks `model` is the
+    DistributedDataParallel wrapper and each rank computes its piece of every batch
+    (`distributed`: the gradient is still the batch's mean loss's).
     """
+    ranks = ranks or Ranks()
     x_train, y_train = train
     rows = len(x_train)
     model.train()
-    order = torch.randperm(rows, generator=opt.generator)
+    order = torch.randperm(rows, generator=opt.generator).to(x_train.device)
     total = torch.zeros((), dtype=torch.float64, device=x_train.device)
-    shape = getattr(model, "in_shape", None)  # an image network's (C, H, W)
+    inner = getattr(model, "module", model)
+    shape = getattr(inner, "in_shape", None)  # an image network's (C, H, W)
+    mean_loss = _loss_function(task)
+    sum_loss = _loss_function(task, "sum")
     for first in range(0, rows, batch_size):
         batch = order[first : first + batch_size]
-        inputs = x_train[batch]
+        inputs, targets = x_train[batch], y_train[batch]
         if shape is not None:
             inputs = augment(inputs, shape, mode, opt.generator)
-        loss = loss_fn(model(inputs), y_train[batch])
+        if ranks.world == 1:
+            loss = mean_loss(model(inputs), targets)
+            total += loss.detach().double() * len(batch)
+        else:
+            lo, hi = ranks.bounds(len(batch))
+            # A rank with no row of a short last batch still joins the gradient average,
+            # with one row weighted 0.
+            piece = slice(lo, hi) if hi > lo else slice(0, 1)
+            part = sum_loss(model(inputs[piece]), targets[piece])
+            weight = ranks.world / len(batch) if hi > lo else 0.0
+            loss = part * weight
+            total += part.detach().double() * (1.0 if hi > lo else 0.0)
         opt.optimizer.zero_grad()
         loss.backward()
         opt.optimizer.step()
-        total += loss.detach().double() * len(batch)
     opt.schedule.step()
-    mean = float(total) / rows
+    mean = float(ranks.sum(total)) / rows
     return mean if math.isfinite(mean) else None
 
 
@@ -199,30 +233,43 @@ def fit_seed(
     what: str = "",
     checkpoint: Path | None = None,
     on_epoch: EpochHook | None = None,
+    ranks: Ranks | None = None,
 ) -> SeedRun:
     """Train `model` (already initialised) under `protocol`; resume from `checkpoint` if it exists.
 
     The checkpoint is rewritten after every epoch; `on_epoch(epoch)` runs after it is saved, so
     an interruption there (KeyboardInterrupt) loses nothing. Raises Diverged on a NaN loss, with
     the model holding the best state so far and the checkpoint left at the last good epoch.
+    With several `ranks` (`distributed`) only rank 0 reads and writes the checkpoint.
     """
-    tensors = (torch.from_numpy(train[0]), torch.from_numpy(train[1]))
-    loss_fn = _loss_function(task)
+    ranks = ranks or Ranks()
+    tensors = tuple(torch.from_numpy(part).to(ranks.device) for part in train)
+    net = ranks.wrap(model)
     opt = optimiser(model, protocol, seed)
-    if checkpoint is not None and checkpoint.is_file():
-        progress = resume(checkpoint, model, opt)
+    saved = ranks.share(lambda: saved_state.load(checkpoint) if checkpoint else None)
+    if saved is not None:
+        assert checkpoint is not None
+        progress = saved_state.resume(saved, checkpoint, model, opt)
     else:
         history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_metric": []}
         progress = TrainingState(history, copy.deepcopy(model.state_dict()))
     mode = "crop" if protocol.augment == "auto" else protocol.augment
     while progress.epoch < protocol.epochs and progress.stale < protocol.patience:
-        train_loss = _train_epoch(model, tensors, loss_fn, opt, protocol.batch_size, mode)
-        scores = metrics(task, predict(model, val[0]), val[1]) if train_loss is not None else None
-        if scores is None or not math.isfinite(scores["loss"]):
+        train_loss = _train_epoch(
+            net,
+            tensors,
+            task,
+            opt,
+            protocol.batch_size,
+            mode,
+            ranks,  # type: ignore[arg-type]
+        )
+        found = scores(model, task, *val, ranks) if train_loss is not None else None
+        if found is None or not math.isfinite(found["loss"]):
             model.load_state_dict(progress.best_state)
             raise Diverged(progress.epoch + 1, what)
-        progress.record(model, train_loss, scores["loss"], scores[main_metric(task)])
-        if checkpoint is not None:
+        progress.record(model, train_loss, found["loss"], found[main_metric(task)])
+        if checkpoint is not None and ranks.main:
             save_checkpoint(checkpoint, model, opt, progress)
         if on_epoch is not None:
             on_epoch(progress.epoch)

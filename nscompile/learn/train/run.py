@@ -45,11 +45,11 @@ from nscompile.learn.train.core import (
     Protocol,
     RunModels,
     fit_seed,
-    metrics,
     parameter_count,
-    predict,
     run_models,
+    scores,
 )
+from nscompile.learn.train.distributed import Ranks
 from nscompile.learn.train.plain import plain_baseline
 from nscompile.learn.train.record import FORMAT, Trained, run_metrics
 from nscompile.learn.train.split import Split, split_rows
@@ -163,14 +163,24 @@ def _train_model(
     protocol: Protocol,
     checkpoints: Path,
     on_epoch: Callable[[int], None],
+    ranks: Ranks,
 ) -> dict[str, Any]:
     """Train one model with one seed, or reload it when its checkpoints say it finished; its
-    record (epochs, seconds, history, scaler, metrics per part), kept beside its best state."""
+    record (epochs, seconds, history, scaler, metrics per part), kept beside its best state.
+    Rank 0 alone reads and writes the checkpoints."""
     stem = f"{key}-seed{seed.seed}"
     done, state_file = checkpoints / f"{stem}.json", checkpoints / f"{stem}.best.pt"
-    if done.is_file() and state_file.is_file():
-        model.load_state_dict(torch.load(state_file, weights_only=True))
-        return json.loads(done.read_text(encoding="utf-8"))
+
+    def finished() -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        if not (done.is_file() and state_file.is_file()):
+            return None
+        record = json.loads(done.read_text(encoding="utf-8"))
+        return record, torch.load(state_file, map_location="cpu", weights_only=True)
+
+    earlier = ranks.share(finished)
+    if earlier is not None:
+        model.load_state_dict(earlier[1])
+        return earlier[0]
     clock = time.perf_counter()
     try:
         result = fit_seed(
@@ -183,6 +193,7 @@ def _train_model(
             what=f"{what} (seed {seed.seed})",
             checkpoint=checkpoints / f"{stem}.pt",
             on_epoch=on_epoch,
+            ranks=ranks,
         )
     except Diverged as error:
         if error.epoch > 1:
@@ -197,9 +208,10 @@ def _train_model(
         "scaler": seed.scaler.as_dict(),
     }
     for part, (x, y) in seed.parts.items():
-        record[part] = metrics(task, predict(model, x), y)
-    save_atomic(state_file, model.state_dict())
-    write_atomic(done, json.dumps(record) + "\n")
+        record[part] = scores(model, task, x, y, ranks)
+    if ranks.main:
+        save_atomic(state_file, model.state_dict())
+        write_atomic(done, json.dumps(record) + "\n")
     return record
 
 
@@ -212,6 +224,7 @@ def _train_all(
     checkpoints: Path,
     progress: ProgressFn | None,
     hook: HookFn | None,
+    ranks: Ranks,
 ) -> Trained:
     """Every model with every seed (the keys of `fitted`: each seed's split and preprocessing);
     the first seed's curves and spec network are kept."""
@@ -232,13 +245,14 @@ def _train_all(
 
             what = f"'{net.name}'" if key == "spec" else f"baseline {key}"
             record = _train_model(
-                key, model, seed, data.task, what, protocol, checkpoints, on_epoch
+                key, model, seed, data.task, what, protocol, checkpoints, on_epoch, ranks
             )
             trained.per_seed[key].append(record)
             if number == first:
                 trained.curves[key] = record["history"]
                 if key == "spec":
-                    trained.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    state = model.state_dict().items()
+                    trained.weights = {k: v.detach().cpu().clone() for k, v in state}
     return trained
 
 
@@ -282,9 +296,14 @@ def train_run(
     progress: ProgressFn | None = None,
     hook: HookFn | None = None,
     plot: Callable[[Path, dict[str, Any]], None] | None = None,
+    ranks: Ranks | None = None,
 ) -> RunResult:
-    """Train the spec's network (and baselines) on `data` with every seed; write the run."""
+    """Train the spec's network (and baselines) on `data` with every seed; write the run.
+
+    With several `ranks` (torchrun, `distributed`) every rank calls this with the same
+    arguments; they train together and rank 0 alone writes RUN_DIR."""
     protocol = protocol or Protocol()
+    ranks = ranks or Ranks()
     seed_list, baseline_list = _checked_settings(seeds, baselines)
     compiled = compile_text(spec_text, spec_file)
     net = select_network(compiled, network)
@@ -304,25 +323,33 @@ def train_run(
     # Bad data fails here, before the run directory exists.
     channels = net.image[0] if net.image else 0
     fitted = _splits_and_preprocessing(data, seed_list, protocol, channels)
-    work = rundir.prepare(run_dir, identity, overwrite, resume)
+    for split, _ in fitted.values():
+        ranks.check(len(split.train), protocol.batch_size)
+    work = ranks.share(lambda: rundir.prepare(run_dir, identity, overwrite, resume))
     source = to_torch(compiled)
-    write_atomic(work / "model.py", source)
-    for name, text in (extra_files or {}).items():
-        write_atomic(work / name, text)
+    if ranks.main:
+        write_atomic(work / "model.py", source)
+        for name, text in (extra_files or {}).items():
+            write_atomic(work / name, text)
     models = run_models(load_source(source), net, data.task, data.features.shape[1], baseline_list)
     models = _with_image_baselines(models, compiled, net, baseline_list)
 
     start = time.perf_counter()
     checkpoints = work / rundir.CHECKPOINTS
-    trained = _train_all(data, net, models, fitted, protocol, checkpoints, progress, hook)
+    trained = _train_all(data, net, models, fitted, protocol, checkpoints, progress, hook, ranks)
     first_split, first_pre = fitted[seed_list[0]]
-    _export(work, compiled, net, trained, first_pre)
     seconds = time.perf_counter() - start
     result_metrics = run_metrics(
         identity, spec_file, data, first_split, trained, models.widths, models.activations, seconds
     )
-    write_atomic(work / "metrics.json", json.dumps(result_metrics, indent=2) + "\n")
-    if plot is not None:
-        plot(work / "curves.png", {"task": data.task, "curves": trained.curves})
-    rundir.finish(work, run_dir)
+    result_metrics["processes"] = {"count": ranks.world, "device": ranks.device.split(":")[0]}
+
+    def write() -> None:
+        _export(work, compiled, net, trained, first_pre)
+        write_atomic(work / "metrics.json", json.dumps(result_metrics, indent=2) + "\n")
+        if plot is not None:
+            plot(work / "curves.png", {"task": data.task, "curves": trained.curves})
+        rundir.finish(work, run_dir)
+
+    ranks.share(write)  # every rank returns once the run is written, or fails with rank 0
     return RunResult(run_dir, result_metrics)
