@@ -39,6 +39,7 @@ def launch(argv: Sequence[str], processes: int, device: str, sync_bn: bool) -> i
     from nscompile.learn.train.distributed import check_device
 
     check_device(device, processes, sync_bn)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -47,10 +48,18 @@ def launch(argv: Sequence[str], processes: int, device: str, sync_bn: bool) -> i
     options = parse_args(
         ["--standalone", f"--nproc-per-node={processes}", "-m", "nscompile", *without_nproc(argv)]
     )
-    for name in _QUIET:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name in [*logging.root.manager.loggerDict, *_QUIET]:
+        if name.startswith(_QUIET):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(options)
+    except SignalException as signalled:  # the agent stopped the processes, then itself
+        if signalled.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise InputError(
+            f"stopped by {signal.Signals(signalled.sigval).name}",
+            hint="continue with the same command and --resume",
+        ) from None
     except ChildFailedError as failed:
         rank, first = failed.get_first_failure()
         if first.exitcode == 1:  # an error of ours, printed by the process that met it

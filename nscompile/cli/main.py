@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()  # the reader went away (`| head`): not an error of ours
         return OK
     except KeyboardInterrupt:
-        print("nscompile: interrupted", file=sys.stderr)
+        print(f"{_rank_prefix()}nscompile: interrupted", file=sys.stderr)
         return 130
     except InternalError as error:  # the last line of defence: a bug, never the user's fault
         print(
