@@ -31,6 +31,7 @@ from nscompile.files import check_writable
 from nscompile.lang.source import read_source
 from nscompile.lang.structure import load_structure, network_for, neuron_from_structure
 from nscompile.lang.syntax import TASKS, Spec
+from nscompile.lang.tnlearn_formula import neuron_from_tnlearn
 from nscompile.lang.unparse import unparse
 
 USAGE, INTERNAL_ERROR = 2, 3
@@ -105,9 +106,20 @@ def cmd_ir(args: argparse.Namespace) -> int:
 
 def cmd_import_structure(args: argparse.Namespace) -> int:
     text = read_source(args.structure)
-    structure = load_structure(args.structure, text)
-    note = f"Imported from the NeuronSeek structure {Path(args.structure).name}: {text.strip()}"
-    neuron = neuron_from_structure(structure, args.name, " ".join(note.split()))
+    if args.tnlearn:  # a tnlearn formula string (`0.5@x**2 + x`): see lang/tnlearn_formula.py
+        note = f"Imported from the tnlearn formula {Path(args.structure).name}: {text.strip()}"
+        try:
+            neuron = neuron_from_tnlearn(
+                text, args.structure, args.name or "tn", " ".join(note.split()), front_end
+            )
+        except SpecError as error:
+            error.source = text  # type: ignore[attr-defined]
+            raise
+    else:
+        structure = load_structure(args.structure, text)
+        note = f"Imported from the NeuronSeek structure {Path(args.structure).name}: {text.strip()}"
+        neuron = neuron_from_structure(structure, args.name or "td", " ".join(note.split()))
+    args.name = neuron.name
     decls: tuple = (neuron,)
     if args.input is not None:
         outputs = (
@@ -194,10 +206,18 @@ def _subcommand_parser() -> argparse.ArgumentParser:
         help="print only the IR after this pass ('lower': the unoptimised IR)",
     )
     ir.set_defaults(run=cmd_ir)
-    imp = sub.add_parser("import-structure", help="turn a NeuronSeek structure JSON into a spec")
-    imp.add_argument("structure", metavar="FILE.json")
+    imp = sub.add_parser(
+        "import-structure",
+        help="turn a NeuronSeek structure JSON, or a tnlearn formula (--tnlearn), into a spec",
+    )
+    imp.add_argument("structure", metavar="FILE")
+    imp.add_argument(
+        "--tnlearn",
+        action="store_true",
+        help="FILE holds a tnlearn formula string such as 0.5@x**2 + 1.2@sin(x) + x",
+    )
     imp.add_argument("-o", "--output", help="write the spec here (default: stdout)")
-    imp.add_argument("--name", default="td", help="the neuron's name (default: td)")
+    imp.add_argument("--name", help="the neuron's name (default: td; tn with --tnlearn)")
     imp.add_argument("--input", type=int, help="also write a network with this input width")
     imp.add_argument("--hidden", type=_widths, default=[64, 32], help="hidden widths (64,32)")
     imp.add_argument("--outputs", type=int, help="head width (default 1, or 2 to classify)")

@@ -465,6 +465,8 @@ class _ConvLowering(Visitor):
             # `OneMatrix * bias`: the per-channel bias, scaled at export time.
             bias = values[0].array.astype(np.float64).reshape(1, -1, 1, 1) * scalar
             return self.tensors.derived(self.prefix, "bias", bias)
+        if len(values) == 1 and isinstance(values[0], str):  # `0.5 * tanh(<w, x>)`: a scaled map
+            return self.graph.node("Mul", [values[0], self.graph.constant(scalar)])
         if len(values) != 2 or not isinstance(values[1], _Weight):
             raise InternalError(f"{self.neuron.name}: {node} is no conv")
         result = self.conv(values[0], self._scaled(node, values[1]), node)

@@ -298,6 +298,8 @@ def _shape_code(param: Param) -> str:
 
 def _init_code(param: Param) -> str:
     init = param.init
+    if init.constant is not None:
+        return f"nn.init.constant_(self.{param.name}, {init.constant!r})"
     if init.scale == 0:
         return f"nn.init.zeros_(self.{param.name})"
     fan = _size_code(init.fan_in)

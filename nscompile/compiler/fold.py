@@ -55,8 +55,9 @@ def number(value: float) -> sp.Number:
 def fold(spec: s.Spec) -> s.Spec:
     """Fold every neuron's aggregation; return `spec` unchanged or raise the first SpecError."""
     for neuron in spec.decls:
-        if isinstance(neuron, s.Neuron) and neuron.assign is not None:
-            _Folder().fold(neuron.assign.expr)
+        output = neuron.output() if isinstance(neuron, s.Neuron) else None
+        if output is not None:  # intermediates inlined: what the neuron computes
+            _Folder().fold(output)
     return spec
 
 

@@ -170,13 +170,15 @@ class Init:
     """Normal init, std = scale / sqrt(second_moment * fan_in); zeros when scale is 0.
 
     `uniform`: U(-bound, bound) with bound = scale / sqrt(second_moment * fan_in) instead, as
-    `nn.Linear` initialises its weight and bias (bound 1 / sqrt(fan_in)).
+    `nn.Linear` initialises its weight and bias (bound 1 / sqrt(fan_in)). `constant`: that
+    value everywhere instead.
     """
 
     fan_in: sp.Expr
     second_moment: float = 1.0
     scale: float = 1.0
     uniform: bool = False
+    constant: float | None = None  # every value `constant` (a `scalar a = 1` of the spec)
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,8 @@ class NeuronIR:
             lines.append(
                 f"  param {p.name}[{shape}] {p.role} "
                 f"init({'uniform, ' if init.uniform else ''}fan_in={init.fan_in}, "
-                f"m2={init.second_moment:.6g}, scale={init.scale:.6g})"
+                f"m2={init.second_moment:.6g}, scale={init.scale:.6g}"
+                + (f", constant={init.constant:.6g})" if init.constant is not None else ")")
             )
         lines += [f"  batchnorm {name}[{OUT}]" for name in self.norms]
         for target, expr in self.assignments:

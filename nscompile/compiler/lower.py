@@ -96,9 +96,14 @@ def lower_neuron(neuron: syntax.Neuron, conv: bool = False, term_bn: bool = Fals
     assign = neuron.assign
     if assign is None:
         raise InternalError(f"neuron {neuron.name} reached lowering without 'y = ...'")
-    lowerer = _Lowerer(neuron.rank, _weight_names(assign.expr), conv, term_bn)
+    named = {stmt.target for stmt in neuron.intermediates} | set(neuron.scalars)
+    weights = {w for stmt in neuron.body if isinstance(stmt, syntax.Assign)
+               for w in _weight_names(stmt.expr)}  # fmt: skip
+    lowerer = _Lowerer(neuron.rank, weights | named, conv, term_bn, neuron.scalars)
+    for stmt in neuron.intermediates:  # lowered once; every use shares its parameters
+        lowerer.names[stmt.target] = lowerer.lower(stmt.expr)
     output = lowerer.lower_sum(assign.expr)
-    formula = unparse_expr(assign.expr)
+    formula = unparse_expr(neuron.output() or assign.expr)
     params, norms = tuple(lowerer.params), tuple(lowerer.norms)
     return NeuronIR(neuron.name, formula, neuron.rank, params, (), output, norms=norms)
 
@@ -160,15 +165,23 @@ def _stage(
     return layer, part + f" {b.activation}"
 
 
+def _names(expr: syntax.Expr) -> set[str]:
+    """The bare names `expr` uses."""
+    return {node.name for node in _nodes(expr) if isinstance(node, syntax.Name)}
+
+
 def _weight_names(expr: syntax.Expr) -> set[str]:
-    names: set[str] = set()
-    stack = [expr]
+    return {node.weight for node in _nodes(expr) if isinstance(node, syntax.Inner)}
+
+
+def _nodes(expr: syntax.Expr) -> list[syntax.Expr]:
+    """`expr` and all its sub-expressions."""
+    found, stack = [], [expr]
     while stack:
         node = stack.pop()
-        if isinstance(node, syntax.Inner):
-            names.add(node.weight)
+        found.append(node)
         stack.extend(syntax.children(node))
-    return names
+    return found
 
 
 def _top_terms(expr: syntax.Expr, sign: int = 1) -> list[tuple[int, syntax.Expr]]:
@@ -183,7 +196,12 @@ class _Lowerer(Visitor):
     """Lowers the expressions of one neuron, collecting its parameters."""
 
     def __init__(
-        self, rank: int | None, user_names: set[str], conv: bool = False, term_bn: bool = False
+        self,
+        rank: int | None,
+        user_names: set[str],
+        conv: bool = False,
+        term_bn: bool = False,
+        scalars: dict[str, float | None] | None = None,
     ) -> None:
         self.rank = rank
         self.conv = conv
@@ -191,6 +209,9 @@ class _Lowerer(Visitor):
         self.params: list[Param] = []
         self.norms: list[str] = []
         self.namer = Namer(user_names)
+        self.scalars = scalars or {}
+        #: Intermediates and per-unit scalars lowered so far: a name's every use is this value.
+        self.names: dict[str, Value] = {}
 
     def lower_sum(self, expr: syntax.Expr) -> MatrixExpr:
         """Lower the top-level sum and set each learnable term's initial scale.
@@ -205,6 +226,8 @@ class _Lowerer(Visitor):
         """
         terms = _top_terms(expr)
         learnable = [t for _, t in terms if _weight_names(t) or _has_cp(t)]
+        # A term of intermediates holds their parameters: under `bn=terms` it is normalised.
+        normed = learnable + [t for _, t in terms if _names(t) & set(self.names)]
         linear = [t for t in learnable if _is_linear(t)]
         other = [t for t in learnable if not _is_linear(t)]
         linear_scale = 1.0 / math.sqrt(max(1, len(linear)))
@@ -219,12 +242,23 @@ class _Lowerer(Visitor):
                 init = dataclasses.replace(param.init, scale=scale, uniform=term in linear)
                 self.params[first] = dataclasses.replace(param, init=init)
             value = _scale(sign, value)
-            if self.term_bn and term in learnable and isinstance(value, MatrixExpr):
-                value = BatchNorm(Str(self._norm_name(self.params[first])), value)
+            if self.term_bn and term in normed and isinstance(value, MatrixExpr):
+                name = (
+                    self._norm_name(self.params[first])
+                    if first < len(self.params)
+                    else self._norm_name_of(sorted(_names(term) & set(self.names))[0])
+                )
+                value = BatchNorm(Str(name), value)
             total = _add(total, value)
         if not isinstance(total, MatrixExpr):
             raise InternalError("the aggregation lowered to a constant")
         return total
+
+    def _norm_name_of(self, name: str) -> str:
+        """`bn_z` for a term whose parameters come with intermediate `z`."""
+        fresh = self.namer.fresh(f"bn_{name}")
+        self.norms.append(fresh)
+        return fresh
 
     def _norm_name(self, first: Param) -> str:
         """`bn_w1` for a term led by weight `w1`, `bn_cp2` for `cp(x, 2)`; fresh, and listed."""
@@ -245,7 +279,15 @@ class _Lowerer(Visitor):
     def _visit_Name(self, node: syntax.Name) -> Value:
         if node.name == syntax.INPUT_NAME:
             return sp.MatrixSymbol("x", BATCH, IN)
+        if node.name in self.names:
+            return self.names[node.name]
         fan = IN * KERNEL_AREA if self.conv else IN  # as nn.Conv2d / nn.Linear
+        if node.name in self.scalars:  # a per-unit scalar: lowered as a bias is, named
+            start = self.scalars[node.name]
+            init = Init(fan, uniform=True) if start is None else Init(fan, constant=start)
+            param = self._add_param(node.name, (OUT,), init, "bias", fresh=False)
+            self.names[node.name] = MatMul(OneMatrix(BATCH, 1), param.symbol)
+            return self.names[node.name]
         param = self._add_param("bias", (OUT,), Init(fan, uniform=True), "bias")
         return MatMul(OneMatrix(BATCH, 1), param.symbol)
 

@@ -52,6 +52,44 @@ def _onnx_gelu(graph: Graph, h: str) -> str:
     return graph.node("Mul", [graph.node("Mul", [h, erf]), graph.constant(0.5)])
 
 
+#: The floor of the magnitude `log` and `sqrt` take: log(u) = log(max(|u|, FLOOR)) and
+#: sqrt(u) = sqrt(max(|u|, FLOOR)). Standardised inputs are half negative and sometimes zero, so
+#: both read the argument's magnitude, as product units do (Durbin & Rumelhart 1989: log|x|) and
+#: as tnlearn writes its log basis (`torch.log(torch.abs(x) + 1e-8)`, which this floor leaves
+#: exact). Exactly log|u| and sqrt|u| wherever |u| >= FLOOR; below it the values are log(1e-8)
+#: = -18.42 and 1e-4, and the derivatives 0: every value and gradient is finite (|d/du| is at
+#: most 1e8 for log, 5e3 for sqrt), the same in NumPy, torch and ONNX (`Log(Max(Abs(u), FLOOR))`).
+FLOOR = 1e-8
+
+
+def _magnitude(a: np.ndarray) -> np.ndarray:
+    return np.maximum(np.abs(a), FLOOR)
+
+
+def _log(a: np.ndarray) -> np.ndarray:
+    return np.log(_magnitude(a))
+
+
+def _sqrt(a: np.ndarray) -> np.ndarray:
+    return np.sqrt(_magnitude(a))
+
+
+def _softplus(a: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, a)  # log(1 + e^a), stable for large |a|
+
+
+def _onnx_floored(op: str) -> OnnxLowering:
+    """`op(max(|h|, FLOOR))`: ONNX's `log` and `sqrt` (see FLOOR)."""
+
+    def lower(graph: Graph, h: str) -> str:
+        return graph.node(op, [graph.node("Max", [graph.node("Abs", [h]), graph.constant(FLOOR)])])
+
+    return lower
+
+
+_TORCH_MAGNITUDE = f"torch.clamp(torch.abs({{}}), min={FLOOR!r})"
+
+
 def _sigmoid(a: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * a))  # stable for large |a|
 
@@ -93,9 +131,16 @@ ELEMENTWISE: dict[str, Op] = {
         Op("abs", np.abs, "torch.abs({})", _nodes("Abs")),
         Op("cos", np.cos, "torch.cos({})", _nodes("Cos")),
         Op("exp", np.exp, "torch.exp({})", _nodes("Exp")),
+        Op("log", _log, f"torch.log({_TORCH_MAGNITUDE})", _onnx_floored("Log")),
         Op("relu", _relu, "torch.relu({})", _nodes("Relu")),
         Op("sigmoid", _sigmoid, "torch.sigmoid({})", _nodes("Sigmoid")),
         Op("sin", np.sin, "torch.sin({})", _nodes("Sin")),
+        # log(1 + e^u); torch returns u itself above u = 20, within 2e-9 of it.
+        Op("softplus", _softplus, "nn.functional.softplus({})", _nodes("Softplus")),
+        Op("sqrt", _sqrt, f"torch.sqrt({_TORCH_MAGNITUDE})", _onnx_floored("Sqrt")),
+        # No guard at the poles u = pi/2 + k pi: the value is what float arithmetic gives there
+        # (large, finite, and different in float32 and float64).
+        Op("tan", np.tan, "torch.tan({})", _nodes("Tan")),
         Op("tanh", np.tanh, "torch.tanh({})", _nodes("Tanh")),
     )
 }

@@ -313,6 +313,8 @@ def _projection(node: sp.Basic, params: set[MatrixSymbol]) -> tuple[sp.Basic, sp
 
 
 def _is_trivial(expr: sp.Basic) -> bool:
-    return isinstance(expr, MatrixSymbol) or (
+    """A symbol, its transpose, or a matrix of ones (the broadcast of per-unit vectors: with
+    several of them, `ones * b1` and `ones * b2`, CSE would name the ones)."""
+    return isinstance(expr, MatrixSymbol | OneMatrix) or (
         isinstance(expr, Transpose) and isinstance(expr.arg, MatrixSymbol)
     )

@@ -89,7 +89,17 @@ def _in_range(code: str, value: int, high: int, span: Span | None, **fields: obj
 
 def _check_neuron(neuron: s.Neuron) -> None:
     scope = _Scope(has_rank=neuron.rank is not None)
+    for stmt in neuron.body:
+        if isinstance(stmt, s.Scalars):
+            for item in stmt.items:
+                scope.declare(item.name, item.span, UNIT, "a per-unit scalar")
+                if item.init is not None and abs(item.init) > s.MAX_NUMBER:
+                    raise _error("E134", item.span)
     seen_rank = seen_assign = False
+    assigns = [stmt for stmt in neuron.body if isinstance(stmt, s.Assign)]
+    outputs = [i for i, stmt in enumerate(assigns) if stmt.target == "y"]
+    if outputs and outputs[0] < len(assigns) - 1:  # something after the output
+        raise _error("E111", assigns[outputs[0] + 1].span)
     for stmt in neuron.body:
         if isinstance(stmt, s.Rank):
             if seen_rank:
@@ -97,8 +107,11 @@ def _check_neuron(neuron: s.Neuron) -> None:
             _in_range("E114", stmt.rank, s.MAX_RANK, stmt.span)
             seen_rank = True
             continue
-        if seen_assign:
-            raise _error("E111", stmt.span)
+        if not isinstance(stmt, s.Assign):
+            continue
+        if stmt is not assigns[-1]:
+            _check_intermediate(scope, stmt)
+            continue
         if stmt.target != "y":
             raise _error("E112", _leading_name_span(stmt.span, stmt.target), name=stmt.target)
         kind = scope.kind(stmt.expr)
@@ -113,6 +126,17 @@ def _check_neuron(neuron: s.Neuron) -> None:
         seen_assign = True
     if not seen_assign:
         raise _error("E110", neuron.name_span, name=neuron.name)
+    for name, span in scope.intermediates.items():
+        if name not in scope.used:
+            raise _error("E117", _leading_name_span(span, name), name=name)
+
+
+def _check_intermediate(scope: _Scope, stmt: s.Assign) -> None:
+    """`z = expr` before the output: a name for expr, of expr's kind, usable after it."""
+    span = _leading_name_span(stmt.span, stmt.target)
+    kind = scope.kind(stmt.expr)
+    scope.declare(stmt.target, span, kind, "an intermediate")
+    scope.intermediates[stmt.target] = stmt.span
 
 
 def _leading_name_span(span: Span | None, name: str) -> Span | None:
@@ -133,6 +157,28 @@ class _Scope(Visitor):
     weights: dict[str, Span | None] = field(default_factory=dict)
     cp_terms: set[tuple[s.Expr, float]] = field(default_factory=set)
     bias: bool = False
+    #: Per-unit scalars and intermediates: name -> (kind, what it is, where it was declared).
+    names: dict[str, tuple[str, str, Span | None]] = field(default_factory=dict)
+    intermediates: dict[str, Span | None] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+
+    def declare(self, name: str, span: Span | None, kind: str, what: str) -> None:
+        """A per-unit scalar or an intermediate named `name`; E116 when the name is taken."""
+        taken = None
+        if name in (s.INPUT_NAME, *s.BIAS_NAMES):
+            taken = "the input" if name == s.INPUT_NAME else "the bias"
+        elif name in FUNCTIONS or name == s.CP_NAME:
+            taken = "a function"
+        elif name in self.names:
+            taken = f"{self.names[name][1]} (line {_line(self.names[name][2])})"
+        elif name in self.weights:
+            taken = f"a weight (line {_line(self.weights[name])})"
+        if taken is not None:
+            hint = f"give {what} its own name, e.g. '{name}_1'"
+            raise _error("E116", span, name=name, what=taken, hint=hint)
+        if reason := why_not_allowed(name):
+            raise _error("E116", span, name=name, what="reserved", hint=reason)
+        self.names[name] = (kind, what, span)
 
     def kind(self, expr: s.Expr) -> str:
         """Check `expr` and return its kind: SCALAR, INPUT or UNIT."""
@@ -152,7 +198,10 @@ class _Scope(Visitor):
                 raise _error("E121", expr.span)
             self.bias = True
             return UNIT
-        hint = did_you_mean(name, (s.INPUT_NAME, *s.BIAS_NAMES))
+        if name in self.names:
+            self.used.add(name)
+            return self.names[name][0]
+        hint = did_you_mean(name, (s.INPUT_NAME, *s.BIAS_NAMES, *self.names))
         if name in FUNCTIONS:
             hint = f"'{name}' is a function: call it, e.g. {name}(x)"
         elif name in self.weights:
@@ -167,6 +216,10 @@ class _Scope(Visitor):
             raise _error("E124", expr.span, reason, name=weight)
         if weight in self.weights:
             raise _error("E125", expr.span, name=weight, line=_line(self.weights[weight]))
+        if weight in self.names:
+            kind, what, span = self.names[weight]
+            hint = f"'{weight}' is {what} (line {_line(span)}); name the weight otherwise"
+            raise _error("E124", expr.span, hint, name=weight)
         self.weights[weight] = expr.span
         arg_kind = self.kind(expr.arg)
         if arg_kind == UNIT:

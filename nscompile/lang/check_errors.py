@@ -22,16 +22,26 @@ ERRORS = {
              "'dense 8 {name}' would mean the activation; choose another name"),
     # neurons
     "E110": ("neuron '{name}' has no 'y = ...'", "add its aggregation, e.g. 'y = <w, x> + b'"),
-    "E111": ("a second assignment", "a neuron has one 'y = ...'; join the terms with '+'"),
-    "E112": ("assignment to '{name}'", "a neuron defines its output: write 'y = ...'"),
+    "E111": ("an assignment after 'y = ...'",
+             "'y = ...' is the neuron's output and comes last; name intermediates before it "
+             "(z = <w, x> + b), or join the terms with '+'"),
+    "E112": ("the neuron ends with '{name} = ...'",
+             "a neuron ends with its output: write 'y = ...' (earlier assignments name "
+             "intermediates)"),
     "E113": ("a second 'rank'", "a neuron has one rank"),
     "E114": ("rank must be from 1 to {high}, got {value}",
              "the rank is the number of CP components; 8 is a good start"),
     "E115": ("a cp term needs the neuron's rank", "add 'rank 8' to the neuron"),
+    "E116": ("'{name}' is already {what}", "{hint}"),
+    "E117": ("intermediate '{name}' is never used",
+             "use it in a later assignment or in y, or remove it"),
     # expressions
     "E120": ("unknown name '{name}'",
-             "a name in an expression is x (the input) or b (the bias); weights go in <w, x>"),
-    "E121": ("the bias appears twice", "a neuron has one bias; remove one of them"),
+             "a name in an expression is x (the input), b (the bias), a per-unit scalar "
+             "('scalar {name}') or an intermediate named before; weights go in <w, x>"),
+    "E121": ("the bias appears twice",
+             "a neuron has one bias b; for more per-unit constants declare them, "
+             "'scalar br, bg', and use them by name"),
     "E122": ("an inner product of a learnable term",
              "the argument of <w, ...> is a function of x alone; "
              "multiply projections instead: <w1, x> * <w2, x>"),

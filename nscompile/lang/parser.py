@@ -214,6 +214,16 @@ class _ToAst(Transformer):
     def rank(self, meta, count) -> s.Rank:
         return s.Rank(self._count(count), span=self._at(meta))
 
+    def scalars(self, meta, *items) -> s.Scalars:
+        return s.Scalars(tuple(items), span=self._at(meta))
+
+    def scalar_item(self, meta, name, value=None) -> s.ScalarItem:
+        init = float(value) if value is not None else None
+        return s.ScalarItem(str(name), init, span=self._at(meta))
+
+    def scalar_negative(self, meta, name, value) -> s.ScalarItem:
+        return s.ScalarItem(str(name), -float(value), span=self._at(meta))
+
     def assign(self, meta, target, expr) -> s.Assign:
         return s.Assign(str(target), expr, span=self._at(meta))
 

@@ -73,7 +73,8 @@ def load_structure(path: str, text: str) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         span = Span.point(path, error.lineno, error.colno)
-        raise SpecError("E503", f"not valid JSON: {error.msg}", span) from None
+        hint = "a tnlearn formula (0.5@x**2 + x)? pass --tnlearn" if "@" in text else None
+        raise SpecError("E503", f"not valid JSON: {error.msg}", span, hint) from None
     if not isinstance(data, dict):
         raise SpecError("E503", "the structure must be a JSON object", Span.point(path, 1, 1))
     return data

@@ -7,7 +7,7 @@ The language's fixed vocabularies and bounds live here too, as facts of the lang
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nscompile.errors import Span
 from nscompile.visitor import Visitor
@@ -19,7 +19,9 @@ INPUT_NAME = "x"
 #: Names that denote the learnable per-unit bias.
 BIAS_NAMES = ("b", "bias")
 #: Elementwise functions of one argument (see `ops.py` for their meaning).
-ELEMENTWISE = ("abs", "cos", "exp", "relu", "sigmoid", "sin", "tanh")
+ELEMENTWISE = (
+    "abs", "cos", "exp", "log", "relu", "sigmoid", "sin", "softplus", "sqrt", "tan", "tanh",
+)  # fmt: skip
 #: The CP interaction term `cp(x, k)`.
 CP_NAME = "cp"
 #: Activations a dense layer may apply after its aggregation.
@@ -160,6 +162,24 @@ def children(expr: Expr) -> tuple[Expr, ...]:
     return _CHILDREN.visit(expr)
 
 
+def substitute(expr: Expr, names: dict[str, Expr]) -> Expr:
+    """`expr` with every Name in `names` replaced by its expression (a neuron's intermediates
+    inlined: `Neuron.output`)."""
+    if isinstance(expr, Name):
+        return names.get(expr.name, expr)
+    if isinstance(expr, Inner):
+        return replace(expr, arg=substitute(expr.arg, names))
+    if isinstance(expr, Call):
+        return replace(expr, args=tuple(substitute(a, names) for a in expr.args))
+    if isinstance(expr, BinOp):
+        return replace(expr, left=substitute(expr.left, names), right=substitute(expr.right, names))
+    if isinstance(expr, Neg):
+        return replace(expr, operand=substitute(expr.operand, names))
+    if isinstance(expr, Pow):
+        return replace(expr, base=substitute(expr.base, names))
+    return expr
+
+
 # --- statements and declarations ---------------------------------------------------------
 
 
@@ -184,8 +204,26 @@ class Rank:
 
 
 @dataclass(frozen=True)
+class ScalarItem:
+    """One learnable per-unit scalar of a `scalar` statement, with its initial value or None."""
+
+    name: str
+    init: float | None = None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Scalars:
+    """`scalar a1 = 1, br, bg`: learnable per-unit scalars (one value per unit or channel)."""
+
+    items: tuple[ScalarItem, ...]
+    comments: Comments = NO_COMMENTS
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
 class Assign:
-    """`y = expr`: the aggregation function."""
+    """`y = expr`: the aggregation function; `z = expr` before it: a named intermediate."""
 
     target: str
     expr: Expr
@@ -290,7 +328,7 @@ class Block:
     span: Span | None = _span()
 
 
-NeuronStmt = Rank | Assign
+NeuronStmt = Rank | Scalars | Assign
 ImageStmt = Conv | Pool | GlobalPool | Flatten | Block
 NetworkStmt = Input | ImageInput | Dense | ImageStmt | Task
 
@@ -313,8 +351,30 @@ class Neuron:
 
     @property
     def assign(self) -> Assign | None:
+        """The output's assignment (`y = ...`, the last one)."""
         assigns = [s for s in self.body if isinstance(s, Assign)]
-        return assigns[0] if assigns else None
+        return assigns[-1] if assigns else None
+
+    @property
+    def intermediates(self) -> tuple[Assign, ...]:
+        """The named intermediates (`z = ...`), the assignments before the output's."""
+        assigns = [s for s in self.body if isinstance(s, Assign)]
+        return tuple(assigns[:-1])
+
+    @property
+    def scalars(self) -> dict[str, float | None]:
+        """The learnable per-unit scalars, in order, with their initial values (None: as a
+        bias)."""
+        return {i.name: i.init for s in self.body if isinstance(s, Scalars) for i in s.items}
+
+    def output(self) -> Expr | None:
+        """The output's expression with every intermediate inlined (what the neuron computes;
+        shared intermediates share their weights)."""
+        names: dict[str, Expr] = {}
+        for stmt in self.intermediates:
+            names[stmt.target] = substitute(stmt.expr, names)
+        assign = self.assign
+        return substitute(assign.expr, names) if assign is not None else None
 
 
 @dataclass(frozen=True)

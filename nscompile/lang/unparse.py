@@ -55,6 +55,13 @@ class _Statements(Visitor):
     def _visit_Rank(self, stmt: s.Rank) -> str:
         return f"rank {stmt.rank}"
 
+    def _visit_Scalars(self, stmt: s.Scalars) -> str:
+        items = [
+            item.name if item.init is None else f"{item.name} = {format_number(item.init)}"
+            for item in stmt.items
+        ]
+        return "scalar " + ", ".join(items)
+
     def _visit_Assign(self, stmt: s.Assign) -> str:
         return f"{stmt.target} = {unparse_expr(stmt.expr)}"
 
