@@ -204,3 +204,16 @@ def test_fmt_keeps_scalars_and_intermediates() -> None:
     text = unparse(spec)
     assert "scalar a1 = 1, a2 = 0.5" in text and "    z = <w, x> + b" in text
     assert parse(text) == spec
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [("z = <w, x> y = z - z + <v, x>", "E137"), ("z = <w, x> y = z * 0 + <v, x>", "E137")],
+)
+def test_an_intermediate_that_cancels_is_an_error(body: str, code: str) -> None:
+    from nscompile.compiler.pipeline import compile_text
+    from nscompile.errors import SpecError
+
+    with pytest.raises(SpecError) as caught:
+        compile_text(f"neuron n {{ {body} }}", "n.ns")
+    assert caught.value.code == code and "simplifies to zero" in caught.value.message

@@ -55,9 +55,11 @@ def number(value: float) -> sp.Number:
 def fold(spec: s.Spec) -> s.Spec:
     """Fold every neuron's aggregation; return `spec` unchanged or raise the first SpecError."""
     for neuron in spec.decls:
-        output = neuron.output() if isinstance(neuron, s.Neuron) else None
-        if output is not None:  # intermediates inlined: what the neuron computes
-            _Folder().fold(output)
+        if isinstance(neuron, s.Neuron) and neuron.assign is not None:
+            folder = _Folder()
+            for stmt in neuron.intermediates:  # folded once: `z - z` is seen to cancel
+                folder.names[stmt.target] = folder.fold(stmt.expr)
+            folder.fold(neuron.assign.expr)
     return spec
 
 
@@ -84,6 +86,7 @@ class _Folder(Visitor):
     def __init__(self) -> None:
         self.terms: dict[sp.Symbol, s.Expr] = {}
         self.ids = itertools.count()
+        self.names: dict[str, sp.Expr] = {}  # the neuron's intermediates, folded
 
     def fold(self, node: s.Expr) -> sp.Expr:
         value = self.visit(node)
@@ -122,6 +125,8 @@ class _Folder(Visitor):
         return number(node.value)
 
     def _visit_Name(self, node: s.Name) -> sp.Expr:
+        if node.name in self.names:
+            return self.names[node.name]
         return X if node.name == s.INPUT_NAME else self._learnable(node)
 
     def _visit_Inner(self, node: s.Inner) -> sp.Expr:
@@ -142,7 +147,8 @@ class _Folder(Visitor):
     def _visit_BinOp(self, node: s.BinOp) -> sp.Expr:
         left, right = self.fold(node.left), self.fold(node.right)
         value = {"+": left + right, "-": left - right, "*": left * right}[node.op]
-        # Only a product can lose a term: each symbol is used once, so no two terms cancel.
+        # A product can lose a term, and a sum of an intermediate's uses (`z - z`); otherwise
+        # each symbol is used once, so no two terms cancel.
         lost = (left.free_symbols | right.free_symbols) - value.free_symbols - {X}
         if lost:
             term = unparse_expr(self.terms[min(lost, key=str)])

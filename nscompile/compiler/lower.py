@@ -102,6 +102,7 @@ def lower_neuron(neuron: syntax.Neuron, conv: bool = False, term_bn: bool = Fals
     lowerer = _Lowerer(neuron.rank, weights | named, conv, term_bn, neuron.scalars)
     for stmt in neuron.intermediates:  # lowered once; every use shares its parameters
         lowerer.names[stmt.target] = lowerer.lower(stmt.expr)
+        lowerer.inlined[stmt.target] = syntax.substitute(stmt.expr, lowerer.inlined)
     output = lowerer.lower_sum(assign.expr)
     formula = unparse_expr(neuron.output() or assign.expr)
     params, norms = tuple(lowerer.params), tuple(lowerer.norms)
@@ -212,6 +213,8 @@ class _Lowerer(Visitor):
         self.scalars = scalars or {}
         #: Intermediates and per-unit scalars lowered so far: a name's every use is this value.
         self.names: dict[str, Value] = {}
+        #: The intermediates as expressions of x (for the initial scale of what they feed).
+        self.inlined: dict[str, syntax.Expr] = {}
 
     def lower_sum(self, expr: syntax.Expr) -> MatrixExpr:
         """Lower the top-level sum and set each learnable term's initial scale.
@@ -293,7 +296,7 @@ class _Lowerer(Visitor):
 
     def _visit_Inner(self, node: syntax.Inner) -> Value:
         arg = self._nonzero(node.arg)
-        m2 = _input_second_moment(node.arg)
+        m2 = _input_second_moment(syntax.substitute(node.arg, self.inlined))
         if self.conv:  # a k x k conv: weight out x in x k x k
             shape, fan = (OUT, IN, KERNEL, KERNEL), IN * KERNEL_AREA
             weight = self._add_param(node.weight, shape, Init(fan, m2), "weight", fresh=False)
@@ -321,7 +324,7 @@ class _Lowerer(Visitor):
         assert isinstance(order_node, syntax.Number) and self.rank is not None
         order, rank = int(order_node.value), self.rank
         arg = self._nonzero(arg_node)
-        m2 = _input_second_moment(arg_node)
+        m2 = _input_second_moment(syntax.substitute(arg_node, self.inlined))
         if self.conv:  # 1 x 1 convs to R channels, their product, a k x k conv R -> O
             factors = [
                 self._add_param(f"cp{order}_u{m}", (rank, IN, 1, 1), Init(IN, m2), "factor").symbol

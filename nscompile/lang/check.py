@@ -126,9 +126,9 @@ def _check_neuron(neuron: s.Neuron) -> None:
         seen_assign = True
     if not seen_assign:
         raise _error("E110", neuron.name_span, name=neuron.name)
-    for name, span in scope.intermediates.items():
+    for name, (_, what, span) in scope.names.items():
         if name not in scope.used:
-            raise _error("E117", _leading_name_span(span, name), name=name)
+            raise _error("E117", _leading_name_span(span, name), name=name, what=what)
 
 
 def _check_intermediate(scope: _Scope, stmt: s.Assign) -> None:
@@ -165,7 +165,9 @@ class _Scope(Visitor):
     def declare(self, name: str, span: Span | None, kind: str, what: str) -> None:
         """A per-unit scalar or an intermediate named `name`; E116 when the name is taken."""
         taken = None
-        if name in (s.INPUT_NAME, *s.BIAS_NAMES):
+        if name == "y":
+            taken = "the neuron's output"
+        elif name in (s.INPUT_NAME, *s.BIAS_NAMES):
             taken = "the input" if name == s.INPUT_NAME else "the bias"
         elif name in FUNCTIONS or name == s.CP_NAME:
             taken = "a function"
@@ -177,7 +179,7 @@ class _Scope(Visitor):
             hint = f"give {what} its own name, e.g. '{name}_1'"
             raise _error("E116", span, name=name, what=taken, hint=hint)
         if reason := why_not_allowed(name):
-            raise _error("E116", span, name=name, what="reserved", hint=reason)
+            raise _error("E116", span, name=name, what="taken by the generated code", hint=reason)
         self.names[name] = (kind, what, span)
 
     def kind(self, expr: s.Expr) -> str:

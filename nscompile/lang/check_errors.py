@@ -33,7 +33,7 @@ ERRORS = {
              "the rank is the number of CP components; 8 is a good start"),
     "E115": ("a cp term needs the neuron's rank", "add 'rank 8' to the neuron"),
     "E116": ("'{name}' is already {what}", "{hint}"),
-    "E117": ("intermediate '{name}' is never used",
+    "E117": ("{what} '{name}' is never used",
              "use it in a later assignment or in y, or remove it"),
     # expressions
     "E120": ("unknown name '{name}'",
