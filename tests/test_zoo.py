@@ -217,3 +217,17 @@ def test_an_intermediate_that_cancels_is_an_error(body: str, code: str) -> None:
     with pytest.raises(SpecError) as caught:
         compile_text(f"neuron n {{ {body} }}", "n.ns")
     assert caught.value.code == code and "simplifies to zero" in caught.value.message
+
+
+def test_per_term_batchnorm_skips_terms_that_do_not_vary_with_the_input() -> None:
+    """`bn=terms` normalises a term of an intermediate only if the term varies with the input:
+    a per-channel constant (`c`, or `z * a` with `z = a`) has no batch statistics."""
+    text = (
+        "neuron n { scalar a, c z = a y = <w, x> + z * a + c }\n"
+        "network net { input 2 x 5 x 5 conv 3 n bn=terms globalpool dense 2 }"
+    )
+    _, module = compile_and_import(text)
+    model = module.build("net")
+    assert [n for n, _ in model.layer1.named_children()] == ["bn_w"]
+    out = model(torch.randn(4, 2, 5, 5))
+    assert out.shape == (4, 2) and bool(torch.isfinite(out).all())

@@ -229,8 +229,9 @@ class _Lowerer(Visitor):
         """
         terms = _top_terms(expr)
         learnable = [t for _, t in terms if _weight_names(t) or _has_cp(t)]
-        # A term of intermediates holds their parameters: under `bn=terms` it is normalised.
-        normed = learnable + [t for _, t in terms if _names(t) & set(self.names)]
+        # A term of intermediates holds their parameters: under `bn=terms` it is normalised
+        # too, if it varies with the input (a per-channel constant has no batch statistics).
+        normed = learnable + [t for _, t in terms if _names(t) & set(self.inlined)]
         linear = [t for t in learnable if _is_linear(t)]
         other = [t for t in learnable if not _is_linear(t)]
         linear_scale = 1.0 / math.sqrt(max(1, len(linear)))
@@ -245,11 +246,14 @@ class _Lowerer(Visitor):
                 init = dataclasses.replace(param.init, scale=scale, uniform=term in linear)
                 self.params[first] = dataclasses.replace(param, init=init)
             value = _scale(sign, value)
-            if self.term_bn and term in normed and isinstance(value, MatrixExpr):
+            varies = isinstance(value, MatrixExpr) and any(
+                m.name == "x" for m in value.atoms(sp.MatrixSymbol)
+            )
+            if self.term_bn and term in normed and varies:
                 name = (
                     self._norm_name(self.params[first])
                     if first < len(self.params)
-                    else self._norm_name_of(sorted(_names(term) & set(self.names))[0])
+                    else self._norm_name_of(sorted(_names(term) & set(self.inlined))[0])
                 )
                 value = BatchNorm(Str(name), value)
             total = _add(total, value)
