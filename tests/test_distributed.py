@@ -20,24 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_train import SPEC  # the same small iris network
 
 from nscompile.cli.launch import without_nproc
 from nscompile.cli.main import main
 from nscompile.errors import InputError
 from nscompile.learn.train.distributed import Ranks, check_device, start
 
-SPEC = """
-neuron td {
-    rank 4
-    y = <w1, x> + <w2, x**2> + cp(x, 2) + b
-}
-network net {
-    input 4
-    dense 8 td relu
-    dense 3
-    task classification
-}
-"""
 IMAGES = """
 neuron q { y = <w1, x> + <w2, x**2> + b }
 network small {

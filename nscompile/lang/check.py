@@ -136,7 +136,6 @@ def _check_intermediate(scope: _Scope, stmt: s.Assign) -> None:
     span = _leading_name_span(stmt.span, stmt.target)
     kind = scope.kind(stmt.expr)
     scope.declare(stmt.target, span, kind, "an intermediate")
-    scope.intermediates[stmt.target] = stmt.span
 
 
 def _leading_name_span(span: Span | None, name: str) -> Span | None:
@@ -159,7 +158,6 @@ class _Scope(Visitor):
     bias: bool = False
     #: Per-unit scalars and intermediates: name -> (kind, what it is, where it was declared).
     names: dict[str, tuple[str, str, Span | None]] = field(default_factory=dict)
-    intermediates: dict[str, Span | None] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
 
     def declare(self, name: str, span: Span | None, kind: str, what: str) -> None:

@@ -201,11 +201,11 @@ def _train_epoch(
             lo, hi = ranks.bounds(len(batch))
             # A rank with no row of a short last batch still joins the gradient average,
             # with one row weighted 0.
-            piece = slice(lo, hi) if hi > lo else slice(0, 1)
-            part = sum_loss(model(inputs[piece]), targets[piece])
-            weight = ranks.world / len(batch) if hi > lo else 0.0
-            loss = part * weight
-            total += part.detach().double() * (1.0 if hi > lo else 0.0)
+            empty = hi == lo
+            piece = slice(0, 1) if empty else slice(lo, hi)
+            part = sum_loss(model(inputs[piece]), targets[piece]) * (0.0 if empty else 1.0)
+            loss = part * (ranks.world / len(batch))
+            total += part.detach().double()
         opt.optimizer.zero_grad()
         loss.backward()
         opt.optimizer.step()
