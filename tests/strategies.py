@@ -70,9 +70,13 @@ def unit_terms(with_cp: bool) -> st.SearchStrategy[s.Expr]:
     """One unit-wide term; weights are placeholders, named later by `_name_weights`."""
     inner = st.builds(lambda e: s.Inner(PLACEHOLDER, e), input_exprs())
     cp = st.builds(lambda e, k: s.Call(s.CP_NAME, (e, s.Number(k))), input_exprs(), orders)
+    form = st.builds(
+        lambda e, f: s.Inner(PLACEHOLDER, e, form=f), input_exprs(), st.sampled_from(s.FORMS)
+    )
     terms = [
         inner,
         inner,
+        form,
         st.builds(lambda a, b: s.BinOp("*", a, b), inner, inner),
         st.builds(lambda c, e: s.BinOp("*", s.Number(c), e), numbers, inner),
         st.builds(s.Neg, inner),

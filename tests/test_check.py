@@ -82,6 +82,8 @@ CASES = [
     ("E125", Y.format("<w, x> + <w, x**2>"), "<w, x**2>", "line 1"),
     ("E126", Y.format("cp(x)"), "cp(x)", "cp(x, k)"),
     ("E135", Y.format("cp(<w, x>, 2)"), "<w, x>", "cp(x**2, 2)"),
+    ("E118", Y.format("quad(x)"), "quad(x)", "quad(x, W)"),
+    ("E118", Y.format("sqdist(x, 2 * c)"), "sqdist(x, 2 * c)", "new weight"),
     ("E127", Y.format("cp(x, 0)"), "0", "got 0"),
     ("E127", Y.format("cp(x, 99)"), "99", "got 99"),
     ("E127", Y.format("cp(x, 2.5)"), "2.5", "got 2.5"),

@@ -77,6 +77,32 @@ def _perceptron(p: Params, x: np.ndarray) -> np.ndarray:
     return x @ p["w"].T + p["bias"]
 
 
+def _volterra(p: Params, x: np.ndarray) -> np.ndarray:
+    # sum_i w_i x_i + sum_i sum_{j >= i} w_ij x_i x_j, with the paper's w_ij (j >= i) mapped
+    # from the layer's W: W_ij + W_ji off the diagonal, W_ii on it
+    out = x @ p["w"].T
+    d = x.shape[1]
+    for o in range(len(p["w"])):
+        W = p["W"][o]
+        for i in range(d):
+            for j in range(i, d):
+                w_ij = W[i, i] if i == j else W[i, j] + W[j, i]
+                out[:, o] += w_ij * x[:, i] * x[:, j]
+    return out
+
+
+def _kervolution_gaussian(p: Params, x: np.ndarray) -> np.ndarray:
+    # exp(-gamma_g ||x - w||^2), gamma_g = 0.05
+    return np.exp(-0.05 * np.array([[np.sum((row - w) ** 2) for w in p["w"]] for row in x]))
+
+
+def _rbf(p: Params, x: np.ndarray) -> np.ndarray:
+    # exp(-||x - c_o||^2 / (2 sigma_o^2)), beta_o = 1 / (2 sigma_o^2)
+    sigma2 = 1.0 / (2.0 * p["beta"])
+    dist = np.array([[np.sum((row - c) ** 2) for c in p["c"]] for row in x])
+    return np.exp(-dist / (2.0 * sigma2))
+
+
 REFERENCES: dict[str, Callable[[Params, np.ndarray], np.ndarray]] = {
     "fan2018": _fan,
     "qres2021": _qres,
@@ -88,6 +114,9 @@ REFERENCES: dict[str, Callable[[Params, np.ndarray], np.ndarray]] = {
     "reglu2020": _reglu,
     "bilinear2020": _bilinear,
     "perceptron1958": _perceptron,
+    "zoumpourlis2017": _volterra,
+    "kervolution_gaussian2019": _kervolution_gaussian,
+    "rbf1988": _rbf,
 }
 
 

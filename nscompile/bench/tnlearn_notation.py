@@ -36,6 +36,8 @@ class _Terms(Visitor):
         return repr(float(node.value))
 
     def _visit_Inner(self, node: syntax.Inner) -> str:
+        if node.form != syntax.INNER:
+            raise ValueError(f"tnlearn's notation has no '{node.form}'")
         return f"<{next(self.names)}, {_ARGUMENT.visit(node.arg)}>"
 
     def _visit_Call(self, node: syntax.Call) -> str:

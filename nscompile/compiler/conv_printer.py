@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy import MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
-from nscompile.compiler.ir import HStack, Patches, VStack, product_factors
+from nscompile.compiler.ir import HStack, Patches, QuadForm, SqDist, VStack, product_factors
 from nscompile.compiler.torch_printer import TorchPrinter, _number
 from nscompile.errors import InternalError
 from nscompile.lang.precedence import ATOM, PRODUCT
@@ -64,6 +64,21 @@ class ConvPrinter(TorchPrinter):
             return False
         scalar, matrices = product_factors(node)
         return scalar == 1 and len(matrices) == 1 and matrices[0] in self.biases
+
+    def _visit_QuadForm(self, node: QuadForm) -> tuple[str, int]:
+        if not isinstance(node.arg, Patches):
+            raise InternalError(f"a conv layer's quadratic form of no patches: {node}")
+        self.helpers.add("_conv_quadratic")
+        weight = self(node.weight)
+        return f"_conv_quadratic({self(node.arg.arg)}, {weight}, self.stride, self.padding)", ATOM
+
+    def _visit_SqDist(self, node: SqDist) -> tuple[str, int]:
+        if not isinstance(node.arg, Patches):
+            raise InternalError(f"a conv layer's distance of no patches: {node}")
+        self.helpers.add("_conv_squared_distance")
+        centre = self(node.centre)
+        code = f"_conv_squared_distance({self(node.arg.arg)}, {centre}, self.stride, self.padding)"
+        return code, ATOM
 
     def _visit_MatMul(self, node: MatMul) -> tuple[str, int]:
         scalar, matrices = product_factors(node)

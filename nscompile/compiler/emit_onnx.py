@@ -38,6 +38,8 @@ from nscompile.compiler.ir import (
     NeuronIR,
     Patches,
     ProgramIR,
+    QuadForm,
+    SqDist,
     VStack,
     product_factors,
     stage_neurons,
@@ -286,6 +288,23 @@ class _NeuronLowering(Visitor):
     def _visit_Patches(self, node: Patches) -> str:
         # Only a conv-mode neuron's IR has patches; `emit_onnx_conv._ConvLowering` lowers it.
         raise InternalError(f"{self.neuron.name}: {node} in a dense layer's IR")
+
+    def _visit_QuadForm(self, node: QuadForm) -> str:
+        """a W_o a^T per unit: one `Einsum` over the weight as the state dict holds it."""
+        rows = self.lower(node.arg)
+        inputs = [rows, self.lower(node.weight), rows]
+        return self.graph.node("Einsum", inputs, equation="bi,oij,bj->bo")
+
+    def _visit_SqDist(self, node: SqDist) -> str:
+        """|a|^2 - 2 a C^T + |C|^2: one `Gemm` (|C|^2 its bias) and the rows' sums of squares."""
+        rows, centres = self.lower(node.arg), self.lower(node.centre)
+        axes = self.graph.constant([1], np.int64)
+        norms = self.graph.node("ReduceSum", [self.graph.node("Mul", [centres, centres]), axes],
+                                keepdims=0)  # fmt: skip
+        cross = self.graph.node("Gemm", [rows, centres, norms], alpha=-2.0, transB=1)
+        squares = self.graph.node("ReduceSum", [self.graph.node("Mul", [rows, rows]), axes],
+                                  keepdims=1)  # fmt: skip
+        return self.graph.node("Add", [cross, squares])
 
     def _visit_BatchNorm(self, node: BatchNorm) -> str:
         # Only a `bn=terms` conv layer's IR has them; `emit_onnx_conv` folds them.

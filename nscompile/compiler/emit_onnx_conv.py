@@ -57,6 +57,8 @@ from nscompile.compiler.ir import (
     Patches,
     PoolIR,
     ProgramIR,
+    QuadForm,
+    SqDist,
     VStack,
     product_factors,
 )
@@ -491,6 +493,53 @@ class _ConvLowering(Visitor):
         scale = self.explicit[node.name].reshape(1, -1, 1, 1)
         name = self.tensors.derived(f"{self.prefix}.{node.name}", "scale", scale)
         return self.graph.node("Mul", [value, name])
+
+    def _visit_QuadForm(self, node: QuadForm) -> Value:
+        """Every patch's p^T W_o p without the patches: t = conv(a, K) with K's output channel
+        (o, j) = W_o[:, j] (so t[(o, j)] = sum_i p_i W_o[i, j]); the patches themselves
+        conv(a, I) (identity kernels), tiled once per unit; their product summed per unit by a
+        grouped 1 x 1 conv of ones. Static shapes throughout, no reshape of the batch."""
+        a = self._patches_source(node)
+        weight = self.lower(node.weight)
+        assert isinstance(weight, _Weight)
+        array = weight.array.astype(np.float64)
+        units, channels, k = array.shape[0], array.shape[1], array.shape[2]
+        n = channels * k * k
+        forms = array.reshape(units, n, n).transpose(0, 2, 1).reshape(units * n, channels, k, k)
+        identity = np.eye(n).reshape(n, channels, k, k)
+        geometry = self.geometry.attrs()
+        owner = f"{self.prefix}.{node.weight.name}"
+        mapped = self.graph.node("Conv", [a, self.tensors.derived(owner, "forms", forms)],
+                                 **geometry)  # fmt: skip
+        patches = self.graph.node("Conv", [a, self.tensors.derived(owner, "patches", identity)],
+                                  **geometry)  # fmt: skip
+        repeats = self.graph.constant([1, units, 1, 1], np.int64)
+        product = self.graph.node("Mul", [mapped, self.graph.node("Tile", [patches, repeats])])
+        ones = self.tensors.derived(owner, "sum", np.ones((units, n, 1, 1)))
+        return self.graph.node("Conv", [product, ones], kernel_shape=[1, 1], group=units)
+
+    def _visit_SqDist(self, node: SqDist) -> Value:
+        """|p|^2 - 2 p.c_o + |c_o|^2 for every patch p: conv(a, -2 C) with bias |C|^2, plus
+        conv(a * a, ones) (one output channel, broadcast over the units)."""
+        a = self._patches_source(node)
+        centre = self.lower(node.centre)
+        assert isinstance(centre, _Weight)
+        array = centre.array.astype(np.float64)
+        owner = f"{self.prefix}.{node.centre.name}"
+        geometry = self.geometry.attrs()
+        cross_weight = self.tensors.derived(owner, "cross", -2.0 * array)
+        norms = self.tensors.derived(owner, "norms", (array * array).sum(axis=(1, 2, 3)))
+        cross = self.graph.node("Conv", [a, cross_weight, norms], **geometry)
+        ones = self.tensors.derived(owner, "ones", np.ones((1, *array.shape[1:])))
+        squares = self.graph.node("Conv", [self.graph.node("Mul", [a, a]), ones], **geometry)
+        return self.graph.node("Add", [cross, squares])
+
+    def _patches_source(self, node: QuadForm | SqDist) -> str:
+        """The feature map whose patches a quadratic form or distance reads."""
+        source = self.lower(node.arg)  # `Patches(a)`, or a temporary holding it
+        if not isinstance(source, _PatchesOf):
+            raise InternalError(f"{self.neuron.name}: {node} reads no patches")
+        return source.name
 
     def _visit_Patches(self, node: Patches) -> Value:
         return _PatchesOf(self.map(self.lower(node.arg), node))

@@ -6,7 +6,7 @@ Python decides every string here; `templates/module.py.jinja` only lays them out
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import jinja2
@@ -27,12 +27,13 @@ from nscompile.compiler.ir import (
     Patches,
     PoolIR,
     ProgramIR,
+    QuadForm,
     StageIR,
     column_partitions,
     product_factors,
 )
 from nscompile.compiler.storage import Group, Member, fused_groups
-from nscompile.compiler.torch_printer import TorchPrinter, _size_code
+from nscompile.compiler.torch_printer import HELPERS, TorchPrinter, _size_code
 from nscompile.errors import InternalError
 from nscompile.lang.naming import layer_key, unique_class_names
 from nscompile.resources import data_path
@@ -77,19 +78,28 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
         _network_view(n, names, _ConvClasses(conv_names, term_names)) for n in program.networks
     ]
     blocks = [layer for n in program.networks for layer in n.layers if isinstance(layer, BlockIR)]
+    helpers = {name for view in neurons + convs for name in view["helpers"]}
+    bilinear = any(isinstance(node, QuadForm) for n in program.neurons for node in _nodes(n))
     return env.get_template("module.py.jinja").render(
         version=__version__,
         source_name=program.source_name,
         sha256=program.source_sha256,
         accumulates=any(n["accumulates"] for n in neurons),
+        helpers=[HELPERS[name].strip() for name in sorted(helpers)],
         fuses=any(n["fused"] for n in neurons),
         neurons=neurons,
         conv_neurons=convs,
-        functional=bool(convs) or any(n["image"] for n in networks),
+        functional=bool(convs) or any(n["image"] for n in networks) or bilinear,
         blocks=bool(blocks),
         block_norms=any(b.term_bn for b in blocks),
         networks=networks,
     )
+
+
+def _nodes(neuron: NeuronIR) -> Iterator[sp.Basic]:
+    """Every node of the neuron's assignments and output."""
+    for expr in [e for _, e in neuron.assignments] + [neuron.output]:
+        yield from sp.preorder_traversal(expr)
 
 
 def _safe_doc(text: str) -> str:
@@ -123,6 +133,7 @@ def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[st
         "result": printer(neuron.output),
         "one_gemm": _one_gemm(printer, neuron, groups),
         "accumulates": printer.accumulates,
+        "helpers": printer.helpers,
     }
 
 
@@ -148,6 +159,7 @@ def _conv_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[str,
         "body": body,
         "result": printer(neuron.output.xreplace(patches)),
         "norms": list(neuron.norms),
+        "helpers": printer.helpers,
     }
 
 

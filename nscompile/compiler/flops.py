@@ -27,6 +27,8 @@ from nscompile.compiler.ir import (
     BatchNorm,
     NeuronIR,
     Patches,
+    QuadForm,
+    SqDist,
     product_factors,
 )
 from nscompile.visitor import Visitor
@@ -111,6 +113,16 @@ class _Flops(Visitor):
 
     def _visit_Apply(self, node: Apply) -> int:
         return self.size(node)
+
+    def _visit_QuadForm(self, node: QuadForm) -> int:
+        # a W (rows x n by n x out*n) and the products with a, summed: 2 rows n n out + 2 rows n out
+        rows, n = self.dim(node.arg.shape[0]), self.dim(node.arg.shape[1])
+        return 2 * rows * n * (n + 1) * self.dim(node.shape[1])
+
+    def _visit_SqDist(self, node: SqDist) -> int:
+        # -2 a C^T + |C|^2 (one GEMM with a bias) + |a|^2: 2 rows n out + rows out + 2 rows n
+        rows, n = self.dim(node.arg.shape[0]), self.dim(node.arg.shape[1])
+        return 2 * rows * n * self.dim(node.shape[1]) + self.size(node) + 2 * rows * n
 
     def _visit_BatchNorm(self, node: BatchNorm) -> int:
         return 2 * self.size(node)  # a scale and a shift per element (eval mode)

@@ -52,6 +52,8 @@ from nscompile.compiler.ir import (
     Patches,
     PoolIR,
     ProgramIR,
+    QuadForm,
+    SqDist,
     VStack,
 )
 from nscompile.errors import InternalError
@@ -336,6 +338,17 @@ class _Evaluator(Visitor):
         arg = self(node.arg)  # at the input's positions: broadcast ones take its shape
         arg = np.broadcast_to(arg, (*self.input_shape[:-1], arg.shape[-1]))
         return patches(arg, self.conv)
+
+    def _visit_QuadForm(self, node: QuadForm) -> np.ndarray:
+        rows = self(node.arg)  # (..., n): rows, or a conv's patches
+        n = rows.shape[-1]
+        weight = self(node.weight).reshape(-1, n, n)  # unit o's matrix W_o
+        return np.einsum("...i,oij,...j->...o", rows, weight, rows)
+
+    def _visit_SqDist(self, node: SqDist) -> np.ndarray:
+        rows = self(node.arg)
+        centres = self(node.centre).reshape(-1, rows.shape[-1])
+        return ((rows[..., None, :] - centres) ** 2).sum(axis=-1)  # the definition, no expansion
 
     def _visit_BatchNorm(self, node: BatchNorm) -> np.ndarray:
         if node.name not in self.norms:

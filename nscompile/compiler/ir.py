@@ -139,6 +139,58 @@ class BatchNorm(MatrixExpr):
         return self.args[1].shape
 
 
+class QuadForm(MatrixExpr):
+    """Each unit's quadratic form of each row of its argument: `QuadForm(a, W)`[n, o] =
+    a[n] W_o a[n]^T, with `W` the parameter out x in x in seen as the matrix out x in*in.
+
+    In a conv layer's IR the argument is `Patches(a)` and `W` is out x (in x k x k) x (in x k x k)
+    (a 7-dimensional tensor out x in x k x k x in x k x k): every patch's quadratic form. Not
+    a product of matrices, so the fusion passes leave it whole; its cost (in * in per unit and
+    row) dwarfs a projection's, so fusing a projection of the same argument into it would not
+    pay.
+    """
+
+    def __new__(cls, arg: MatrixExpr, weight: MatrixSymbol) -> QuadForm:
+        return Basic.__new__(cls, arg, weight)
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def weight(self) -> MatrixSymbol:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (self.args[0].shape[0], self.args[1].shape[0])
+
+
+class SqDist(MatrixExpr):
+    """Each unit's squared Euclidean distance from each row of its argument to its centre:
+    `SqDist(a, C)`[n, o] = ||a[n] - C[o]||^2, with `C` the parameter out x in.
+
+    In a conv layer's IR the argument is `Patches(a)` and `C` is out x in x k x k (seen as out
+    x in*k*k, as a conv weight): every patch's distance to each output channel's centre, the
+    zero padding inside the patches, as Kervolution's Gaussian kernel reads it.
+    """
+
+    def __new__(cls, arg: MatrixExpr, centre: MatrixSymbol) -> SqDist:
+        return Basic.__new__(cls, arg, centre)
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def centre(self) -> MatrixSymbol:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (self.args[0].shape[0], self.args[1].shape[0])
+
+
 def elementwise(name: str, arg: MatrixExpr) -> Apply:
     """`name` applied elementwise to `arg`."""
     return Apply(Str(name), arg)
@@ -162,6 +214,8 @@ NODE_TYPES: tuple[type[MatrixExpr], ...] = (
     ColumnSlice,
     Patches,
     BatchNorm,
+    QuadForm,
+    SqDist,
 )
 
 
@@ -188,7 +242,9 @@ class Param:
     name: str
     shape: tuple[sp.Expr, ...]
     init: Init
-    role: str  # "weight" (out x in, used transposed), "factor", "output", "bias"
+    # "weight" (out x in, used transposed), "factor", "output", "bias", "quadratic" (a
+    # `QuadForm`'s out x in x in) or "centre" (a `SqDist`'s out x in)
+    role: str
 
     @property
     def symbol(self) -> MatrixSymbol:

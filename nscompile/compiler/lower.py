@@ -37,6 +37,8 @@ from nscompile.compiler.ir import (
     Patches,
     PoolIR,
     ProgramIR,
+    QuadForm,
+    SqDist,
     StageIR,
     elementwise,
     stage_neurons,
@@ -240,7 +242,9 @@ class _Lowerer(Visitor):
         for sign, term in terms:
             first = len(self.params)
             value = self.lower(term)
-            if term in learnable and first < len(self.params):
+            # A centre starts where the inputs are, whatever the term's share of the sum.
+            starts = first < len(self.params) and self.params[first].role != "centre"
+            if term in learnable and starts:
                 param = self.params[first]
                 scale = linear_scale if term in linear else other_scale
                 init = dataclasses.replace(param.init, scale=scale, uniform=term in linear)
@@ -301,12 +305,37 @@ class _Lowerer(Visitor):
     def _visit_Inner(self, node: syntax.Inner) -> Value:
         arg = self._nonzero(node.arg)
         m2 = _input_second_moment(syntax.substitute(node.arg, self.inlined))
+        if node.form == syntax.QUAD_NAME:
+            return self._quad(node.weight, arg, m2)
+        if node.form == syntax.SQDIST_NAME:
+            return self._sqdist(node.weight, arg, m2)
         if self.conv:  # a k x k conv: weight out x in x k x k
             shape, fan = (OUT, IN, KERNEL, KERNEL), IN * KERNEL_AREA
             weight = self._add_param(node.weight, shape, Init(fan, m2), "weight", fresh=False)
             return MatMul(Patches(arg), weight.symbol.T)
         weight = self._add_param(node.weight, (OUT, IN), Init(IN, m2), "weight", fresh=False)
         return MatMul(arg, weight.symbol.T)
+
+    def _quad(self, name: str, arg: MatrixExpr, m2: float) -> Value:
+        """`quad(e, W)`: W out x in x in (conv: out x (in x k x k) x (in x k x k)), started so
+        that the form has unit variance on inputs of second moment m2 (about n^2 m2^2 terms
+        W_ij e_i e_j of variance std^2 m2^2, n the patch or row width)."""
+        if self.conv:
+            shape = (OUT, IN, KERNEL, KERNEL, IN, KERNEL, KERNEL)
+            width = IN * KERNEL_AREA
+        else:
+            shape, width = (OUT, IN, IN), IN
+        init = Init(width**2, second_moment=float(f"{m2 * m2:.6g}"))
+        weight = self._add_param(name, shape, init, "quadratic", fresh=False)
+        return QuadForm(Patches(arg) if self.conv else arg, weight.symbol)
+
+    def _sqdist(self, name: str, arg: MatrixExpr, m2: float) -> Value:
+        """`sqdist(e, c)`: centre c out x in (conv: out x in x k x k), started as the inputs
+        are spread: N(0, m2) (std = 1 / sqrt((1 / m2) * 1))."""
+        shape = (OUT, IN, KERNEL, KERNEL) if self.conv else (OUT, IN)
+        init = Init(sp.Integer(1), second_moment=float(f"{1.0 / m2:.6g}"))
+        centre = self._add_param(name, shape, init, "centre", fresh=False)
+        return SqDist(Patches(arg) if self.conv else arg, centre.symbol)
 
     def _nonzero(self, node: syntax.Expr) -> Value:
         """Lower the input-wide argument of a learnable term; `fold` has rejected constant ones."""
@@ -378,7 +407,8 @@ class _Lowerer(Visitor):
 
 def _is_linear(term: syntax.Expr) -> bool:
     """`<w, x>`: a plain linear map of the input."""
-    arg = term.arg if isinstance(term, syntax.Inner) else None
+    inner = isinstance(term, syntax.Inner) and term.form == syntax.INNER
+    arg = term.arg if inner else None
     return isinstance(arg, syntax.Name) and arg.name == syntax.INPUT_NAME
 
 

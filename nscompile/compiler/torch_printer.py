@@ -19,6 +19,8 @@ from nscompile.compiler.ir import (
     ColumnSlice,
     HStack,
     Patches,
+    QuadForm,
+    SqDist,
     VStack,
     is_gemm,
     product_factors,
@@ -26,6 +28,39 @@ from nscompile.compiler.ir import (
 from nscompile.errors import InternalError
 from nscompile.lang.precedence import ATOM, POWER, PRODUCT, SUM, UNARY
 from nscompile.visitor import Visitor
+
+#: Functions a generated module defines when its code calls them (`TorchPrinter.helpers`).
+HELPERS = {
+    "_squared_distance": '''
+def _squared_distance(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """||a_n - c_o||^2 for every row n of a and row o of c, as |a_n|^2 - 2 a_n.c_o + |c_o|^2:
+    one GEMM, never a (rows, units, features) difference; rounding may leave -1e-7 for 0."""
+    return torch.addmm((c * c).sum(1), a, c.T, alpha=-2).add_((a * a).sum(1, keepdim=True))
+''',
+    "_conv_squared_distance": '''
+def _conv_squared_distance(
+    a: torch.Tensor, c: torch.Tensor, stride: int, padding: int
+) -> torch.Tensor:
+    """||p - c_o||^2 for every k x k patch p of a (zero padding included) and centre c_o
+    (out x in x k x k), as |p|^2 - 2 p.c_o + |c_o|^2: two convs, never the patches."""
+    ones = torch.ones_like(c[:1])
+    distance = F.conv2d(a, -2 * c, (c * c).sum((1, 2, 3)), stride, padding)
+    return distance.add_(F.conv2d(a * a, ones.to(a.dtype), None, stride, padding))
+''',
+    "_conv_quadratic": '''
+def _conv_quadratic(
+    a: torch.Tensor, w: torch.Tensor, stride: int, padding: int
+) -> torch.Tensor:
+    """p^T W_o p for every k x k patch p of a (zero padding included, F.unfold's channel-major
+    order) and output channel o; w is out x (in x k x k) x (in x k x k)."""
+    k = w.shape[-1]
+    patches = F.unfold(a, k, padding=padding, stride=stride)  # batch x in*k*k x positions
+    n = patches.shape[1]
+    out = torch.einsum("bil,oij,bjl->bol", patches, w.reshape(len(w), n, n).to(a.dtype), patches)
+    rows, cols = ((side + 2 * padding - k) // stride + 1 for side in a.shape[2:])
+    return out.reshape(len(a), len(w), rows, cols)
+''',
+}
 
 _SIZE_NAMES = re.compile(r"\b(in_features|out_features|kernel_size)\b")
 
@@ -47,6 +82,7 @@ class TorchPrinter(Visitor):
         self.accumulate = accumulate
         self.stored = stored or {}  # concatenations of parameters kept as one parameter
         self.accumulates = False  # whether a printed sum used the module's _accumulate
+        self.helpers: set[str] = set()  # the module's functions (`HELPERS`) the code calls
         self.pieces: dict[ColumnSlice, str] = {}
 
     def split(self, symbol: MatrixSymbol, pieces: list[tuple[sp.Expr, sp.Expr]]) -> str:
@@ -76,6 +112,15 @@ class TorchPrinter(Visitor):
     def operand(self, expr: sp.Basic, parent: int) -> str:
         code, precedence = self.print(expr)
         return f"({code})" if precedence <= parent else code
+
+    def _visit_QuadForm(self, node: QuadForm) -> tuple[str, int]:
+        """`a W_o a^T` per unit: `F.bilinear`'s y = x1^T A x2 with A = W (out x in x in)."""
+        arg = self(node.arg)
+        return f"F.bilinear({arg}, {arg}, {self(node.weight)})", ATOM
+
+    def _visit_SqDist(self, node: SqDist) -> tuple[str, int]:
+        self.helpers.add("_squared_distance")
+        return f"_squared_distance({self(node.arg)}, {self(node.centre)})", ATOM
 
     def _visit_BatchNorm(self, node: BatchNorm) -> tuple[str, int]:
         """A term under its own `nn.BatchNorm2d` module (`bn=terms`)."""

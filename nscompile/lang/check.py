@@ -205,7 +205,7 @@ class _Scope(Visitor):
         if name in FUNCTIONS:
             hint = f"'{name}' is a function: call it, e.g. {name}(x)"
         elif name in self.weights:
-            hint = f"'{name}' is a weight; a weight appears only as <{name}, x>"
+            hint = f"'{name}' is a weight; a weight appears once: <{name}, x>, quad(x, {name})"
         raise _error("E120", expr.span, hint, name=name)
 
     def _visit_Inner(self, expr: s.Inner) -> str:
@@ -222,15 +222,22 @@ class _Scope(Visitor):
             raise _error("E124", expr.span, hint, name=weight)
         self.weights[weight] = expr.span
         arg_kind = self.kind(expr.arg)
+        form = None if expr.form == s.INNER else f"the first argument of {expr.form}(e, {weight})"
         if arg_kind == UNIT:
-            raise _error("E122", expr.arg.span)
+            hint = form and f"{form} is a function of x alone, e.g. {expr.form}(x, {weight})"
+            raise _error("E122", expr.arg.span, hint)
         if arg_kind == SCALAR:
-            raise _error("E123", expr.arg.span, arg=unparse_expr(expr.arg), name=weight)
+            hint = form and f"{form} must contain x, e.g. {expr.form}(x, {weight})"
+            raise _error("E123", expr.arg.span, hint, arg=unparse_expr(expr.arg), name=weight)
         return UNIT
 
     def _visit_Call(self, expr: s.Call) -> str:
         if expr.func == s.CP_NAME:
             return self.cp(expr)
+        if expr.func in s.FORMS:  # the parser made `quad(e, W)` with a name second an Inner
+            what = "matrix in x in" if expr.func == s.QUAD_NAME else "centre of width in"
+            got = ", ".join(unparse_expr(a) for a in expr.args) or "nothing"
+            raise _error("E118", expr.span, name=expr.func, got=f"({got})", what=what)
         if expr.func not in s.ELEMENTWISE:
             hint = did_you_mean(expr.func, FUNCTIONS)
             raise _error("E129", _leading_name_span(expr.span, expr.func), hint, name=expr.func)

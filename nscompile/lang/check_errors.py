@@ -8,7 +8,7 @@ from __future__ import annotations
 from nscompile.errors import Span, SpecError
 from nscompile.lang import syntax as s
 
-FUNCTIONS = (*s.ELEMENTWISE, s.CP_NAME)
+FUNCTIONS = (*s.ELEMENTWISE, s.CP_NAME, *s.FORMS)
 ORDERS = f"a whole number from 1 to {s.MAX_ORDER}"
 
 #: code -> (message, hint), both `str.format` templates over the fields passed to `_error`.
@@ -66,6 +66,8 @@ ERRORS = {
              f"the model computes in float32: numbers must lie within +-{s.MAX_NUMBER:.4g}"),
     "E135": ("the first argument of cp must be a function of x alone",
              "write cp(x, k), or of an elementwise function: cp(x**2, 2)"),
+    "E118": ("{name} takes an input-wide expression and a weight's name, got {got}",
+             "write {name}(x, W): W is a new weight, one {what} per unit"),
     "E138": ("y does not depend on the input",
              "y needs an inner product <w, x> or a cp(x, k) term; the bias alone is a constant"),
     # networks

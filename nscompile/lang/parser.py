@@ -305,7 +305,11 @@ class _ToAst(Transformer):
     def name(self, meta, name) -> s.Name:
         return s.Name(str(name), span=self._at(meta))
 
-    def call(self, meta, func, *args) -> s.Call:
+    def call(self, meta, func, *args) -> s.Call | s.Inner:
+        # `quad(e, W)` and `sqdist(e, c)` with a weight's name second are learnable forms; any
+        # other shape stays a call, for the checker to refuse with a hint.
+        if str(func) in s.FORMS and len(args) == 2 and isinstance(args[1], s.Name):
+            return s.Inner(args[1].name, args[0], span=self._at(meta), form=str(func))
         return s.Call(str(func), tuple(args), span=self._at(meta))
 
     def inner(self, meta, weight, arg) -> s.Inner:

@@ -24,6 +24,13 @@ ELEMENTWISE = (
 )  # fmt: skip
 #: The CP interaction term `cp(x, k)`.
 CP_NAME = "cp"
+#: Learnable per-unit forms of an input-wide expression besides `<w, e>` (`Inner.form`):
+#: `quad(e, W)` = e^T W_o e (a quadratic form, W out x in x in) and `sqdist(e, c)` =
+#: ||e - c_o||^2 (the squared distance to a learnable centre, c out x in).
+INNER = "inner"
+QUAD_NAME = "quad"
+SQDIST_NAME = "sqdist"
+FORMS = (QUAD_NAME, SQDIST_NAME)
 #: Activations a dense layer may apply after its aggregation.
 ACTIVATIONS = ("gelu", "identity", "relu", "sigmoid", "silu", "tanh")
 #: Pooling kinds: `maxpool K`, `avgpool K`.
@@ -83,11 +90,17 @@ class Name:
 
 @dataclass(frozen=True)
 class Inner:
-    """An inner product `<weight, arg>`: `arg` applied elementwise, then a learnable linear map."""
+    """An inner product `<weight, arg>`: `arg` applied elementwise, then a learnable linear map.
+
+    `form` names another learnable per-unit form of `arg` with the same kind and checks:
+    `quad(arg, weight)`, the quadratic form, or `sqdist(arg, weight)`, the squared distance
+    to a centre (see `FORMS`); `INNER` is the inner product.
+    """
 
     weight: str
     arg: Expr
     span: Span | None = _span()
+    form: str = INNER
 
 
 @dataclass(frozen=True)

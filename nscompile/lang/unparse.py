@@ -129,6 +129,8 @@ class _Expressions(Visitor):
         return expr.name, ATOM
 
     def _visit_Inner(self, expr: s.Inner) -> tuple[str, int]:
+        if expr.form != s.INNER:
+            return f"{expr.form}({unparse_expr(expr.arg)}, {expr.weight})", ATOM
         return f"<{expr.weight}, {unparse_expr(expr.arg)}>", ATOM
 
     def _visit_Call(self, expr: s.Call) -> tuple[str, int]:
