@@ -66,7 +66,7 @@ SEEDS = (42, 43, 44)
 MODELS = ("td", "mlp", "mlp-params")
 COLUMNS = (
     "dataset", "model", "metric", "mean", "std", "val_mean", "parameters", "hidden", "seconds",
-    "structure",
+    "ms_per_epoch", "structure",
 )  # fmt: skip
 
 
@@ -101,6 +101,8 @@ def run_dataset(
     params: dict[str, list[int]] = {m: [] for m in MODELS}
     hidden: dict[str, set[str]] = {m: set() for m in MODELS}
     seconds: dict[str, float] = dict.fromkeys(MODELS, 0.0)
+    training: dict[str, float] = dict.fromkeys(MODELS, 0.0)  # seconds, the search left out
+    epochs: dict[str, int] = dict.fromkeys(MODELS, 0)
     structures: list[str] = []
     for seed in seeds:
         split = split_rows(data.target, data.task, seed, protocol.test, protocol.val)
@@ -123,6 +125,8 @@ def run_dataset(
             params[name].append(recorded["parameters"])
             hidden[name].add("x".join(map(str, recorded["hidden"])))
             seconds[name] += recorded["seconds"]
+            training[name] += recorded["seconds"]
+            epochs[name] += sum(r["epochs_run"] for r in recorded["per_seed"])
         td = scores["td"][-1]
         print(
             f"  {key} seed {seed}: {structures[-1]}, search {found.seconds:.1f}s; test {metric} "
@@ -145,6 +149,7 @@ def run_dataset(
                 "parameters": count[0] if len(set(count)) == 1 else round(float(np.mean(count))),
                 "hidden": "/".join(sorted(hidden[model])),
                 "seconds": round(seconds[model], 1),
+                "ms_per_epoch": round(1000.0 * training[model] / max(1, epochs[model]), 1),
                 "structure": "; ".join(structures) if model == "td" else "",
             }
         )

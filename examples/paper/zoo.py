@@ -129,7 +129,7 @@ def run_table(key: str, args: argparse.Namespace, work: Path) -> dict[str, dict[
         scale = 100.0 if metric == "accuracy" else 1.0
         rows[row["model"]] = {
             "mean": scale * row["mean"], "std": scale * row["std"], "values": [],
-            "parameters": row["parameters"], "ms_per_epoch": None,
+            "parameters": row["parameters"], "ms_per_epoch": row["ms_per_epoch"],
             "structure": row["structure"],
         }  # fmt: skip
     return {"metric": metric, "rows": rows}

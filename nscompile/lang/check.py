@@ -235,7 +235,7 @@ class _Scope(Visitor):
         if expr.func == s.CP_NAME:
             return self.cp(expr)
         if expr.func in s.FORMS:  # the parser made `quad(e, W)` with a name second an Inner
-            what = "matrix in x in" if expr.func == s.QUAD_NAME else "centre of width in"
+            what = "in x in matrix" if expr.func == s.QUAD_NAME else "centre of width in"
             got = ", ".join(unparse_expr(a) for a in expr.args) or "nothing"
             raise _error("E118", expr.span, name=expr.func, got=f"({got})", what=what)
         if expr.func not in s.ELEMENTWISE:
