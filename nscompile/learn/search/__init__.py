@@ -84,6 +84,23 @@ table these settings were never tuned on), at D = 10 (N = 2500) and D = 50 (N = 
   that of `{I2}`: the optimiser does not find the order-4 directions from this start.
   Adding the term back against the final model would keep it on one seed of two
   (3.6-4.3 and 2.9 sigmas), so no re-adding step was built.
+- Exact output weights (checked, not kept). The output is linear in the pure weights, the CP
+  output maps and the bias, so after each L-BFGS refit they can be solved by least squares
+  given the factors (variable projection; float64 normal equations). Tuning data (data seed
+  1, search seeds 0-2), PERFECT / all seeds agree: D = 50 13 / 11 without, 13 / 12 with; D =
+  30 13 / 14 without, 13 / 13 with; D = 10 15 / 15 with. Solving before L-BFGS as well gave
+  11 / 11 at D = 50 (a start that fits the output maps to unfinished factors threw interact_v4
+  off). Precision of the linear part is not what limits the search, so refits stay L-BFGS.
+- What the data can tell at D = 50 (N = 3000, noise 0.01). hybrid_v2's 0.5 * Int_2 is 1.3e-5
+  of the signal's variance, 13% of the noise's (1e-4): on 480 validation rows even an oracle
+  that knew w1 and w2 would see the removal at about 3.9 sigmas, and fitting the two
+  directions (100 weights at rank 1, 1920 rows) costs about 5e-6 of validation loss, which
+  leaves about 8% at 2.4 sigmas, below both thresholds. No test on these validation rows can
+  keep that term without also keeping spurious ones; it is found at D = 10 (67% of the noise).
+  Order 4 at D = 50 (interact_v3, interact_v4) is the other limit: its moment directions
+  need N well above D^2 = 2500; on data seeds 2 and 3 (search seeds 0-2) interact_v4 was
+  undecided on 2 of 6 searches (no fit better than a constant), interact_v3 lost its order 4 on
+  2 of 6.
 - Classification. Judging removals by the validation cross-entropy failed (2 of 15 at D = 10):
   near-separable classes let L-BFGS inflate the logits and a few confidently wrong rows carried
   the mean. Stage 2 judges by the Brier score (`train.row_scores`): 9 of 15.
