@@ -75,7 +75,8 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
     convs = [_conv_view(n, conv_names[n.name], accumulate) for n in program.conv_neurons]
     convs += [_conv_view(n, term_names[n.name], accumulate) for n in program.term_bn_neurons]
     networks = [
-        _network_view(n, names, _ConvClasses(conv_names, term_names)) for n in program.networks
+        _network_view(n, names, _ConvClasses(conv_names, term_names), accumulate)
+        for n in program.networks
     ]
     blocks = [layer for n in program.networks for layer in n.layers if isinstance(layer, BlockIR)]
     helpers = {name for view in neurons + convs for name in view["helpers"]}
@@ -160,6 +161,7 @@ def _conv_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[str,
         "result": printer(neuron.output.xreplace(patches)),
         "norms": list(neuron.norms),
         "helpers": printer.helpers,
+        "channels_last": accumulate,  # the optimised layer; the unfused one stays NCHW
     }
 
 
@@ -185,8 +187,10 @@ def _body(printer: TorchPrinter, assignments: Iterable, partitions: dict) -> lis
 
 
 def _network_view(
-    network: NetworkIR, names: dict[str, str], conv_names: _ConvClasses
+    network: NetworkIR, names: dict[str, str], conv_names: _ConvClasses, channels_last: bool
 ) -> dict[str, object]:
+    """A network's class; an image network's maps channels last where `channels_last` (the
+    optimised module; the unfused one stays NCHW, see the conv layers' forward)."""
     layers, lines = [], []
     for index, layer in enumerate(network.layers, start=1):
         source = "x" if index == 1 else "h"
@@ -200,6 +204,7 @@ def _network_view(
         "task": network.task,
         "in_features": network.input_width,
         "image": network.image,
+        "channels_last": channels_last and network.image is not None,
         "out_features": network.out_features,
         "layers": layers,
         "steps": lines,
