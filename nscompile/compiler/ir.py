@@ -139,7 +139,23 @@ class BatchNorm(MatrixExpr):
         return self.args[1].shape
 
 
-class QuadForm(MatrixExpr):
+class _UnitForm(MatrixExpr):
+    """A per-unit form of each row of `arg` with one parameter matrix, one row per unit:
+    (rows of arg) x (units)."""
+
+    def __new__(cls, arg: MatrixExpr, param: MatrixSymbol) -> _UnitForm:
+        return Basic.__new__(cls, arg, param)
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (self.args[0].shape[0], self.args[1].shape[0])
+
+
+class QuadForm(_UnitForm):
     """Each unit's quadratic form of each row of its argument: `QuadForm(a, W)`[n, o] =
     a[n] W_o a[n]^T, with `W` the parameter out x in x in seen as the matrix out x in*in.
 
@@ -150,23 +166,12 @@ class QuadForm(MatrixExpr):
     pay.
     """
 
-    def __new__(cls, arg: MatrixExpr, weight: MatrixSymbol) -> QuadForm:
-        return Basic.__new__(cls, arg, weight)
-
-    @property
-    def arg(self) -> MatrixExpr:
-        return self.args[0]
-
     @property
     def weight(self) -> MatrixSymbol:
         return self.args[1]
 
-    @property
-    def shape(self) -> tuple[sp.Expr, sp.Expr]:
-        return (self.args[0].shape[0], self.args[1].shape[0])
 
-
-class SqDist(MatrixExpr):
+class SqDist(_UnitForm):
     """Each unit's squared Euclidean distance from each row of its argument to its centre:
     `SqDist(a, C)`[n, o] = ||a[n] - C[o]||^2, with `C` the parameter out x in.
 
@@ -175,20 +180,9 @@ class SqDist(MatrixExpr):
     zero padding inside the patches, as Kervolution's Gaussian kernel reads it.
     """
 
-    def __new__(cls, arg: MatrixExpr, centre: MatrixSymbol) -> SqDist:
-        return Basic.__new__(cls, arg, centre)
-
-    @property
-    def arg(self) -> MatrixExpr:
-        return self.args[0]
-
     @property
     def centre(self) -> MatrixSymbol:
         return self.args[1]
-
-    @property
-    def shape(self) -> tuple[sp.Expr, sp.Expr]:
-        return (self.args[0].shape[0], self.args[1].shape[0])
 
 
 def elementwise(name: str, arg: MatrixExpr) -> Apply:
