@@ -6,7 +6,7 @@ Python decides every string here; `templates/module.py.jinja` only lays them out
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jinja2
@@ -27,7 +27,6 @@ from nscompile.compiler.ir import (
     Patches,
     PoolIR,
     ProgramIR,
-    QuadForm,
     StageIR,
     column_partitions,
     product_factors,
@@ -80,7 +79,6 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
     ]
     blocks = [layer for n in program.networks for layer in n.layers if isinstance(layer, BlockIR)]
     helpers = {name for view in neurons + convs for name in view["helpers"]}
-    bilinear = any(isinstance(node, QuadForm) for n in program.neurons for node in _nodes(n))
     return env.get_template("module.py.jinja").render(
         version=__version__,
         source_name=program.source_name,
@@ -90,17 +88,13 @@ def emit_torch(program: ProgramIR, accumulate: bool = True) -> str:
         fuses=any(n["fused"] for n in neurons),
         neurons=neurons,
         conv_neurons=convs,
-        functional=bool(convs) or any(n["image"] for n in networks) or bilinear,
+        functional=bool(convs)
+        or any(n["image"] for n in networks)
+        or any(n["functional"] for n in neurons),
         blocks=bool(blocks),
         block_norms=any(b.term_bn for b in blocks),
         networks=networks,
     )
-
-
-def _nodes(neuron: NeuronIR) -> Iterator[sp.Basic]:
-    """Every node of the neuron's assignments and output."""
-    for expr in [e for _, e in neuron.assignments] + [neuron.output]:
-        yield from sp.preorder_traversal(expr)
 
 
 def _safe_doc(text: str) -> str:
@@ -135,6 +129,7 @@ def _neuron_view(neuron: NeuronIR, class_name: str, accumulate: bool) -> dict[st
         "one_gemm": _one_gemm(printer, neuron, groups),
         "accumulates": printer.accumulates,
         "helpers": printer.helpers,
+        "functional": printer.functional,
     }
 
 

@@ -43,9 +43,8 @@ def _conv_squared_distance(
 ) -> torch.Tensor:
     """||p - c_o||^2 for every k x k patch p of a (zero padding included) and centre c_o
     (out x in x k x k), as |p|^2 - 2 p.c_o + |c_o|^2: two convs, never the patches."""
-    ones = torch.ones_like(c[:1])
     distance = F.conv2d(a, -2 * c, (c * c).sum((1, 2, 3)), stride, padding)
-    return distance.add_(F.conv2d(a * a, ones.to(a.dtype), None, stride, padding))
+    return distance.add_(F.conv2d(a * a, a.new_ones(1, *c.shape[1:]), None, stride, padding))
 ''',
     "_conv_quadratic": '''
 def _conv_quadratic(
@@ -83,6 +82,7 @@ class TorchPrinter(Visitor):
         self.stored = stored or {}  # concatenations of parameters kept as one parameter
         self.accumulates = False  # whether a printed sum used the module's _accumulate
         self.helpers: set[str] = set()  # the module's functions (`HELPERS`) the code calls
+        self.functional = False  # whether the code calls torch.nn.functional (`F.`)
         self.pieces: dict[ColumnSlice, str] = {}
 
     def split(self, symbol: MatrixSymbol, pieces: list[tuple[sp.Expr, sp.Expr]]) -> str:
@@ -116,6 +116,7 @@ class TorchPrinter(Visitor):
     def _visit_QuadForm(self, node: QuadForm) -> tuple[str, int]:
         """`a W_o a^T` per unit: `F.bilinear`'s y = x1^T A x2 with A = W (out x in x in)."""
         arg = self(node.arg)
+        self.functional = True
         return f"F.bilinear({arg}, {arg}, {self(node.weight)})", ATOM
 
     def _visit_SqDist(self, node: SqDist) -> tuple[str, int]:
